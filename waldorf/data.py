@@ -1,0 +1,363 @@
+"""SQuAD 2.0 in, model windows out, answer texts back: the data side of the book.
+
+Three steps, each a function: read the official nested JSON into the schema of the hub
+dataset ``rajpurkar/squad_v2``; cut question + paragraph pairs into overlapping token windows
+with start/end labels; turn per-window start/end logits back into answer texts and
+no-answer probabilities. Explained in book/01_data_and_metric.ipynb.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from waldorf.config import Profile, data_dir, get_profile
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_PATH = Path(__file__).parent / "sample" / "squad2_sample.json"
+SAMPLE_DEV_ARTICLES = 1  # the sample's last article is its dev split, the others its train split
+HUB_DATASET = "rajpurkar/squad_v2"
+FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "title": datasets.Value("string"),
+    "context": datasets.Value("string"),
+    "question": datasets.Value("string"),
+    "answers": {"text": datasets.List(datasets.Value("string")),
+                "answer_start": datasets.List(datasets.Value("int32"))},
+})
+
+
+class SquadFormatError(ValueError):
+    """A SQuAD file that is not what the official format promises; the message names the place.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
+
+
+class _Problem(Exception):
+    """One problem of one article or question; read_squad_json collects them all."""
+
+
+def _require(obj, key: str, kind: type, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise _Problem(f"{where}: missing key {key!r}")
+    if not isinstance(obj[key], kind) or isinstance(obj[key], bool) and kind is int:
+        raise _Problem(f"{where}: {key!r} should be {kind.__name__}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def _question_rows(qa: dict, context: str, where: str) -> dict:
+    """Validate one question and return its row (everything but the title)."""
+    qid = _require(qa, "id", str, where)
+    where = f"{where}, question {qid!r}"
+    question = _require(qa, "question", str, where)
+    answers = _require(qa, "answers", list, where)
+    impossible = qa.get("is_impossible", False)  # v1.1 files have no is_impossible: all answerable
+    if impossible and answers:
+        raise _Problem(f"{where}: is_impossible is true but it has {len(answers)} answers")
+    if not impossible and not answers:
+        raise _Problem(f"{where}: answerable question (is_impossible false or absent) "
+                         "without answers")
+    texts, starts = [], []
+    for answer in answers:
+        text = _require(answer, "text", str, where)
+        start = _require(answer, "answer_start", int, where)
+        found = context[start:start + len(text)]
+        if found != text:
+            raise _Problem(f"{where}: answer {text!r} does not occur at answer_start {start} "
+                             f"(the context has {found!r} there; first occurrence at "
+                             f"{context.find(text)})")
+        texts.append(text)
+        starts.append(start)
+    return {"id": qid, "context": context, "question": question,
+            "answers": {"text": texts, "answer_start": starts}}
+
+
+def read_squad_json(path: str | Path) -> datasets.Dataset:
+    """Read an official SQuAD 1.1/2.0 file into the hub schema, checking every question.
+
+    Nothing is skipped: every problem is collected and raised together as a SquadFormatError
+    naming the file, article, question id and what is wrong, so a broken file never trains a
+    model quietly on fewer questions. ``plausible_answers`` of unanswerable questions are not
+    part of the hub schema and are not kept. Explained in book/01_data_and_metric.ipynb.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SquadFormatError(f"{path}: not a JSON file ({err})") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
+        raise SquadFormatError(f"{path}: expected an object with a 'data' list of articles "
+                               f"(official SQuAD format), got {type(raw).__name__}")
+    rows, problems, seen = [], [], {}
+    for a, article in enumerate(raw["data"]):
+        where = f"article {a}"
+        try:
+            title = _require(article, "title", str, where)
+            where = f"article {title!r}"
+            for p, paragraph in enumerate(_require(article, "paragraphs", list, where)):
+                context = _require(paragraph, "context", str, f"{where}, paragraph {p}")
+                for qa in _require(paragraph, "qas", list, f"{where}, paragraph {p}"):
+                    qid = qa.get("id") if isinstance(qa, dict) else None
+                    if isinstance(qid, str) and qid in seen:
+                        problems.append(f"{where}, question {qid!r}: duplicate id "
+                                        f"(first seen in article {seen[qid]!r})")
+                    elif isinstance(qid, str):
+                        seen[qid] = title
+                    try:
+                        rows.append({"title": title, **_question_rows(qa, context, where)})
+                    except _Problem as err:
+                        problems.append(str(err))
+        except _Problem as err:
+            problems.append(str(err))
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise SquadFormatError(f"{path}: {len(problems)} problem(s):\n  {shown}{more}")
+    columns = {name: [row[name] for row in rows] for name in FEATURES}
+    return datasets.Dataset.from_dict(columns, features=FEATURES)
+
+
+def _split_files(split: str, profile: Profile) -> list[str]:
+    if split not in ("train", "dev"):
+        raise ValueError(f"split must be 'train' or 'dev', got {split!r}")
+    return list(profile.data.train_files) if split == "train" else [profile.data.dev_file]
+
+
+def _read_files(paths: list[Path]) -> datasets.Dataset:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"SQuAD file(s) not found: {', '.join(missing)}")
+    return datasets.concatenate_datasets([read_squad_json(p) for p in paths])
+
+
+def _sample_split(split: str) -> datasets.Dataset:
+    """The packaged sample: its last SAMPLE_DEV_ARTICLES articles are dev, the rest train."""
+    ds = read_squad_json(SAMPLE_PATH)
+    titles = list(dict.fromkeys(ds["title"]))  # article order of the file
+    dev_titles = set(titles[-SAMPLE_DEV_ARTICLES:])
+    return ds.select([i for i, title in enumerate(ds["title"])
+                      if (title in dev_titles) == (split == "dev")])
+
+
+def _cut(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+    """Keep ``limit`` questions drawn with a seeded shuffle, in file order.
+
+    The first N questions would come from one or two articles only (and the answerable /
+    unanswerable mix varies between articles); a seeded draw is representative and the same
+    on every run. Keeping file order leaves questions of one paragraph next to each other.
+    """
+    if limit is None or limit >= len(ds):
+        return ds
+    keep = np.sort(np.random.default_rng(seed).permutation(len(ds))[:limit])
+    return ds.select(keep)
+
+
+def load_squad(split: str, profile: Profile | None = None,
+               path: str | Path | None = None) -> datasets.Dataset:
+    """Load the train or dev split from the first source that exists, cut to the profile's size.
+
+    Sources in order: ``path`` (a SQuAD file, or a folder holding the profile's files);
+    the hub, when the profile says ``source="hub"`` (its file names are then split names);
+    ``WALDORF_DATA_DIR``; the sample shipped in the package. Several train files are
+    concatenated. Explained in book/01_data_and_metric.ipynb.
+    """
+    profile = profile or get_profile()
+    names = _split_files(split, profile)
+    folder = data_dir()
+    if path is not None and Path(path).is_file():
+        ds, source = read_squad_json(path), str(path)
+    elif path is not None:
+        ds, source = _read_files([Path(path) / n for n in names]), str(path)
+    elif profile.data.source == "hub":
+        ds = datasets.concatenate_datasets(
+            [datasets.load_dataset(HUB_DATASET, split=n) for n in names])
+        source = f"hub {HUB_DATASET} {names}"
+    elif folder is not None:
+        ds, source = _read_files([folder / n for n in names]), str(folder)
+    else:
+        ds, source = _sample_split(split), f"packaged sample {SAMPLE_PATH.name}"
+        logger.warning("WALDORF_DATA_DIR is not set: using the tiny packaged sample (%d questions)",
+                       len(ds))
+    limit = profile.data.max_train_examples if split == "train" else profile.data.max_dev_examples
+    cut = _cut(ds, limit, profile.seed)
+    logger.info("%s split: %d of %d questions from %s", split, len(cut), len(ds), source)
+    return cut
+
+
+def _tokenize_windows(examples: dict, tokenizer, max_length: int, stride: int):
+    """Question first, context truncated into windows that overlap by ``stride`` tokens."""
+    questions = [q.lstrip() for q in examples["question"]]  # leading spaces waste tokens
+    enc = tokenizer(questions, examples["context"], truncation="only_second",
+                    max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                    return_offsets_mapping=True, padding="max_length")
+    owners = enc.pop("overflow_to_sample_mapping")
+    enc["example_id"] = [examples["id"][i] for i in owners]
+    seen = defaultdict(int)
+    enc["window"] = []
+    for owner in owners:  # a batch never splits an example, so counting within it suffices
+        enc["window"].append(seen[owner])
+        seen[owner] += 1
+    return enc, owners
+
+
+def prepare_train_features(examples: dict, tokenizer, max_length: int, stride: int) -> dict:
+    """Batched map function: windows labelled with the first gold answer's token span.
+
+    Windows of unanswerable questions and windows that do not contain the whole answer
+    point both labels at CLS (position 0), the convention of BERT on SQuAD 2.0.
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    enc, owners = _tokenize_windows(examples, tokenizer, max_length, stride)
+    starts, ends = [], []
+    for k, owner in enumerate(owners):
+        answers = examples["answers"][owner]
+        start, end = 0, 0
+        if answers["answer_start"]:
+            first_char = answers["answer_start"][0]
+            last_char = first_char + len(answers["text"][0])
+            seq_ids = enc.sequence_ids(k)
+            ctx = [i for i, s in enumerate(seq_ids) if s == 1]
+            offsets = enc["offset_mapping"][k]
+            if offsets[ctx[0]][0] <= first_char and offsets[ctx[-1]][1] >= last_char:
+                start = next(i for i in ctx if offsets[i][1] > first_char)
+                end = next(i for i in reversed(ctx) if offsets[i][0] < last_char)
+        starts.append(start)
+        ends.append(end)
+    enc.pop("offset_mapping")
+    return {**enc, "start_positions": starts, "end_positions": ends}
+
+
+def prepare_eval_features(examples: dict, tokenizer, max_length: int, stride: int) -> dict:
+    """Batched map function: windows plus character offsets (None outside the context).
+
+    The offsets turn a predicted token span back into text of the original paragraph.
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    enc, _ = _tokenize_windows(examples, tokenizer, max_length, stride)
+    enc["offset_mapping"] = [
+        [list(o) if s == 1 else None for o, s in zip(offsets, enc.sequence_ids(k), strict=True)]
+        for k, offsets in enumerate(enc["offset_mapping"])
+    ]
+    return dict(enc)
+
+
+def tokenize_squad(ds: datasets.Dataset, tokenizer, profile: Profile | None = None,
+                   train: bool = True) -> datasets.Dataset:
+    """Turn questions into model windows with the profile's length and stride.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    profile = profile or get_profile()
+    fn = prepare_train_features if train else prepare_eval_features
+    return ds.map(fn, batched=True, remove_columns=ds.column_names,
+                  fn_kwargs=dict(tokenizer=tokenizer, max_length=profile.data.max_seq_length,
+                                 stride=profile.data.doc_stride),
+                  desc="train windows" if train else "eval windows")
+
+
+def subsample_negative_windows(features: datasets.Dataset, keep: float,
+                               seed: int = 0) -> datasets.Dataset:
+    """Keep every answer window and every window of unanswerable questions, but only a
+    fraction ``keep`` of the answer-less windows of answerable questions.
+
+    An example counts as answerable when one of its windows holds the answer (start > 0).
+    Explained in book/02_teacher.ipynb.
+    """
+    if keep >= 1.0:
+        return features
+    ids = np.asarray(features["example_id"])
+    has_span = np.asarray(features["start_positions"]) > 0
+    answerable = np.isin(ids, ids[has_span])
+    negative = answerable & ~has_span
+    drop = negative & (np.random.default_rng(seed).random(len(ids)) >= keep)
+    logger.info("kept %d of %d answer-less windows of answerable questions (keep=%.2f)",
+                int(negative.sum() - drop.sum()), int(negative.sum()), keep)
+    return features.select(np.flatnonzero(~drop))
+
+
+@dataclass
+class QAPredictions:
+    """Answers for every question: the thresholded answer, P(no answer), the best span anyway.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
+
+    answers: dict[str, str]
+    na_probs: dict[str, float]
+    best_spans: dict[str, str]
+
+
+def _char_offsets(features, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(windows, seq_len) start/end character offsets, -1 outside the context."""
+    column = (features.with_format("arrow")["offset_mapping"]
+              if isinstance(features, datasets.Dataset) else pa.array(features["offset_mapping"]))
+    outer = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    lengths = outer.value_lengths().to_numpy(zero_copy_only=False)
+    inner = outer.flatten()
+    valid = inner.is_valid().to_numpy(zero_copy_only=False)
+    pairs = inner.flatten().to_numpy(zero_copy_only=False).reshape(-1, 2)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    starts = np.full((len(lengths), seq_len), -1)
+    ends = np.full((len(lengths), seq_len), -1)
+    starts[rows[valid], cols[valid]] = pairs[:, 0]
+    ends[rows[valid], cols[valid]] = pairs[:, 1]
+    return starts, ends
+
+
+def postprocess_qa(examples, features, start_logits: np.ndarray, end_logits: np.ndarray,
+                   n_best: int = 20, max_answer_length: int = 30,
+                   null_threshold: float = 0.0) -> QAPredictions:
+    """Search the n best starts x n best ends of every window, keep the best valid span
+    over all windows of a question, and compare it with the null (CLS) score.
+
+    The null score is the minimum over windows (the window most sure there is an answer);
+    the answer is "" when null - best span > ``null_threshold``, and
+    na_prob = sigmoid(null - best span). Explained in book/01_data_and_metric.ipynb.
+    """
+    start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
+    n_windows, seq_len = start_logits.shape
+    char_start, char_end = _char_offsets(features, seq_len)
+    n = min(n_best, seq_len)
+    top_s = np.argsort(-start_logits, axis=1)[:, :n]  # (windows, n)
+    top_e = np.argsort(-end_logits, axis=1)[:, :n]  # (windows, n)
+    rows = np.arange(n_windows)[:, None]
+    scores = (start_logits[rows, top_s][:, :, None]
+              + end_logits[rows, top_e][:, None, :])  # (windows, n, n)
+    length = top_e[:, None, :] - top_s[:, :, None] + 1  # (windows, n, n)
+    valid = ((char_start[rows, top_s] >= 0)[:, :, None] & (char_end[rows, top_e] >= 0)[:, None, :]
+             & (length >= 1) & (length <= max_answer_length))
+    scores = np.where(valid, scores, -np.inf).reshape(n_windows, -1)  # (windows, n*n)
+    best_flat = scores.argmax(axis=1)  # (windows,)
+    best_score = scores[np.arange(n_windows), best_flat]  # (windows,)
+    null_score = start_logits[:, 0] + end_logits[:, 0]  # (windows,)
+
+    windows_of = defaultdict(list)
+    for w, example_id in enumerate(features["example_id"]):
+        windows_of[example_id].append(w)
+    unknown = set(windows_of) - set(examples["id"])
+    if unknown:
+        raise ValueError(f"{len(unknown)} window(s) belong to no given question, "
+                         f"e.g. {min(unknown)!r}")
+    answers, na_probs, best_spans = {}, {}, {}
+    for example_id, context in zip(examples["id"], examples["context"], strict=True):
+        ws = windows_of.get(example_id)
+        if not ws:
+            raise ValueError(f"question {example_id!r} has no windows in features")
+        w = ws[int(np.argmax(best_score[ws]))]
+        s, e = top_s[w, best_flat[w] // n], top_e[w, best_flat[w] % n]
+        span = context[char_start[w, s]:char_end[w, e]] if np.isfinite(best_score[w]) else ""
+        diff = float(null_score[ws].min() - best_score[w])
+        best_spans[example_id] = span
+        answers[example_id] = "" if diff > null_threshold else span
+        na_probs[example_id] = float(0.5 * (1.0 + np.tanh(diff / 2.0)))  # sigmoid, no overflow
+    return QAPredictions(answers, na_probs, best_spans)
