@@ -294,6 +294,7 @@ class QAPredictions:
     answers: dict[str, str]
     na_probs: dict[str, float]
     best_spans: dict[str, str]
+    best_offsets: dict[str, tuple[int, int]]  # characters of best_spans in the context
 
 
 def _char_offsets(features, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -348,16 +349,19 @@ def postprocess_qa(examples, features, start_logits: np.ndarray, end_logits: np.
     if unknown:
         raise ValueError(f"{len(unknown)} window(s) belong to no given question, "
                          f"e.g. {min(unknown)!r}")
-    answers, na_probs, best_spans = {}, {}, {}
+    answers, na_probs, best_spans, best_offsets = {}, {}, {}, {}
     for example_id, context in zip(examples["id"], examples["context"], strict=True):
         ws = windows_of.get(example_id)
         if not ws:
             raise ValueError(f"question {example_id!r} has no windows in features")
         w = ws[int(np.argmax(best_score[ws]))]
         s, e = top_s[w, best_flat[w] // n], top_e[w, best_flat[w] % n]
-        span = context[char_start[w, s]:char_end[w, e]] if np.isfinite(best_score[w]) else ""
+        first, last = ((int(char_start[w, s]), int(char_end[w, e]))
+                       if np.isfinite(best_score[w]) else (0, 0))
+        span = context[first:last]
+        best_offsets[example_id] = (first, last)
         diff = float(null_score[ws].min() - best_score[w])
         best_spans[example_id] = span
         answers[example_id] = "" if diff > null_threshold else span
         na_probs[example_id] = float(0.5 * (1.0 + np.tanh(diff / 2.0)))  # sigmoid, no overflow
-    return QAPredictions(answers, na_probs, best_spans)
+    return QAPredictions(answers, na_probs, best_spans, best_offsets)

@@ -1,0 +1,142 @@
+"""QuestionAnswerer, prediction files and evaluate_qa on a tiny random BERT and a rigged model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+from waldorf import cli, data
+from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+from waldorf.metrics import evaluate_files
+from waldorf.qa import QuestionAnswerer, evaluate_qa, load_qa, predict_logits
+
+FILLER = "Grass grows slowly on the wide plain while the river runs north. "
+LONG_CONTEXT = FILLER * 12 + "At night the zebra sleeps standing up. " + FILLER * 3
+SQUAD = {"version": "v2.0", "data": [{"title": "Plains", "paragraphs": [
+    {"context": LONG_CONTEXT, "qas": [
+        {"id": "z1", "question": "Which animal sleeps standing?", "is_impossible": False,
+         "answers": [{"text": "zebra", "answer_start": LONG_CONTEXT.index("zebra")}]},
+        {"id": "z2", "question": "What colour is the moon?", "is_impossible": True,
+         "answers": []},
+    ]},
+    {"context": "The river runs north.", "qas": [
+        {"id": "r1", "question": "Where does the river run?", "is_impossible": False,
+         "answers": [{"text": "north", "answer_start": 15}]},
+    ]},
+]}]}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A one-layer random BERT QA model with the MiniLM tokenizer, saved like a checkpoint."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-qa")
+    BertForQuestionAnswering(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def run_cli(monkeypatch):
+    """``waldorf.cli.main`` with only this module's sub-commands, so the test needs no others."""
+    own = {k: v for k, v in cli.COMMANDS.items() if v[0] == "waldorf.qa"}
+    monkeypatch.setattr(cli, "COMMANDS", own)
+    return cli.main
+
+
+class SpotWord(torch.nn.Module):
+    """Start and end logits peak on one token id: a model whose right answer is known."""
+
+    def __init__(self, token_id: int):
+        super().__init__()
+        self.token_id = token_id
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, input_ids, attention_mask):  # no token_type_ids, like DistilBERT
+        hit = (input_ids == self.token_id).float() * self.scale  # (batch, seq)
+        return QuestionAnsweringModelOutput(start_logits=hit, end_logits=hit)
+
+
+def test_spans_index_the_context_short_and_long(model_dir):
+    model, tokenizer = load_qa(model_dir)
+    qa = QuestionAnswerer(model, tokenizer, max_length=48, stride=16, null_threshold=1e9)
+    windows = data.prepare_eval_features(
+        {"id": ["x"], "question": ["Which animal?"], "context": [LONG_CONTEXT]}, tokenizer, 48, 16)
+    assert len(windows["input_ids"]) > 3  # the long context really needs several windows
+    for context in ["The river runs north.", LONG_CONTEXT]:
+        out = qa(question="Where does it run?", context=context)
+        assert set(out) == {"answer", "score", "start", "end"}
+        assert out["answer"] and context[out["start"]:out["end"]] == out["answer"]
+        assert 0.0 <= out["score"] <= 1.0
+
+
+def test_answer_found_in_a_later_window_by_character_offset():
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    qa = QuestionAnswerer(SpotWord(zebra), tokenizer, max_length=48, stride=16)
+    out = qa(question="Which animal sleeps standing?", context=LONG_CONTEXT)
+    start = LONG_CONTEXT.index("zebra")
+    assert out["answer"] == "zebra" and (out["start"], out["end"]) == (start, start + 5)
+    assert out["score"] > 0.99  # span score 20 against a null score of 0
+
+
+def test_abstention_and_list_input(model_dir):
+    model, tokenizer = load_qa(model_dir)
+    qa = QuestionAnswerer(model, tokenizer, max_length=48, stride=16, null_threshold=-1e9)
+    out = qa(question=["Where does it run?", "Which animal?"], context=LONG_CONTEXT)
+    assert isinstance(out, list) and len(out) == 2
+    assert all(o["answer"] == "" and o["start"] == o["end"] == 0 for o in out)
+    with pytest.raises(ValueError, match="2 questions but 3 contexts"):
+        qa(question=["a?", "b?"], context=["x", "y", "z"])
+
+
+def test_predict_logits_shapes_and_token_type_ids(model_dir):
+    model, tokenizer = load_qa(model_dir)
+    features = data.prepare_eval_features(
+        {"id": ["x", "y"], "question": ["Q?", "R?"], "context": [LONG_CONTEXT, "Short."]},
+        tokenizer, 48, 16)
+    start, end = predict_logits(model, features, batch_size=3, progress=False)
+    assert start.shape == end.shape == (len(features["input_ids"]), 48)
+    spot_start, _ = predict_logits(SpotWord(0), features, batch_size=3, progress=False)
+    assert spot_start.shape == start.shape  # a forward without token_type_ids still runs
+
+
+def test_predict_cli_writes_files_the_metric_reads(model_dir, tmp_path, run_cli):
+    data_file, pred_file, na_file = tmp_path / "dev.json", tmp_path / "p.json", tmp_path / "n.json"
+    data_file.write_text(json.dumps(SQUAD))
+    argv = ["predict", str(model_dir), str(data_file), "--out", str(pred_file),
+            "--na-prob-out", str(na_file), "--profile", "smoke"]
+    assert run_cli(argv) == 0
+    assert set(json.loads(pred_file.read_text())) == {"z1", "z2", "r1"}
+    scores = evaluate_files(data_file, pred_file, na_file)
+    assert scores["total"] == 3 and "best_f1_thresh" in scores
+
+
+def test_ask_cli_prints_the_answer(model_dir, run_cli, capsys):
+    assert run_cli(["ask", str(model_dir), "-q", "Where?", "-c", "The river runs north."]) == 0
+    out = json.loads(capsys.readouterr().out)
+    context = "The river runs north."
+    assert context[out["start"]:out["end"]] == out["answer"]
+
+
+def test_evaluate_qa_returns_official_and_forced_keys(model_dir, tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(SQUAD))
+    examples = data.read_squad_json(path)
+    model, tokenizer = load_qa(model_dir)
+    out = evaluate_qa(model, tokenizer, examples, get_profile("smoke"))
+    official = ["exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total",
+                "NoAns_exact", "NoAns_f1", "NoAns_total",
+                "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
+    assert list(out)[:len(official)] == official
+    assert {"forced_HasAns_exact", "forced_HasAns_f1"} <= set(out)
+    assert isinstance(out["predictions"], data.QAPredictions)
+    assert set(out["predictions"].na_probs) == {"z1", "z2", "r1"}
+    assert out["best_f1"] >= out["NoAns_total"] / out["total"] * 100 - 1e-9  # abstain-all floor

@@ -1,0 +1,204 @@
+"""Running a QA checkpoint: logits for windows, scores for a split, answers for a question.
+
+transformers 5 dropped the extractive ``question-answering`` pipeline; ``QuestionAnswerer``
+replaces it, and it shares every step with evaluation (``data.prepare_eval_features`` and
+``data.postprocess_qa``), so what a reader tries by hand behaves exactly like the dev scores.
+Explained in book/03_architecture.ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from waldorf import data
+from waldorf.config import Profile, get_profile, resolve_checkpoint
+from waldorf.metrics import squad_evaluate
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def load_qa(model_dir: str | Path):
+    """Load ``(model, tokenizer)`` from a saved checkpoint (teacher, WaLDORf or baseline).
+
+    ``import waldorf`` has registered the WaLDORf model type with the Auto classes.
+    Explained in book/02_teacher.ipynb.
+    """
+    name = resolve_checkpoint(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForQuestionAnswering.from_pretrained(name)
+    return model.eval(), tokenizer
+
+
+def _batches(features, names: list[str], batch_size: int):
+    """Dicts of tensors, ``batch_size`` windows at a time, from a Dataset or a plain dict."""
+    if isinstance(features, datasets.Dataset):
+        features = features.with_format("torch", columns=names)
+        for i in range(0, len(features), batch_size):
+            yield features[i:i + batch_size]
+    else:
+        columns = {k: torch.as_tensor(features[k]) for k in names}
+        for i in range(0, len(columns["input_ids"]), batch_size):
+            yield {k: v[i:i + batch_size] for k, v in columns.items()}
+
+
+def predict_logits(model, features, batch_size: int = 64,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end logits, each ``(windows, seq_len)`` float32, for tokenized windows.
+
+    Passes ``token_type_ids`` only to models whose forward takes them (DistilBERT-style
+    students do not). Explained in book/02_teacher.ipynb.
+    """
+    accepted = inspect.signature(model.forward).parameters
+    available = features.column_names if isinstance(features, datasets.Dataset) else features
+    names = [k for k in MODEL_INPUTS if k in accepted and k in available]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    starts, ends = [], []
+    total = -(-len(features["input_ids"]) // batch_size)
+    with torch.inference_mode():
+        for batch in tqdm(_batches(features, names, batch_size), total=total,
+                          desc="predict", disable=not progress):
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            starts.append(out.start_logits.float().cpu().numpy())  # (batch, seq)
+            ends.append(out.end_logits.float().cpu().numpy())  # (batch, seq)
+    model.train(was_training)
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def predict_dataset(model, tokenizer, examples: datasets.Dataset,
+                    profile: Profile | None = None) -> data.QAPredictions:
+    """Answers and no-answer probabilities for every question of a hub-schema Dataset.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    profile = profile or get_profile()
+    features = data.tokenize_squad(examples, tokenizer, profile, train=False)
+    start, end = predict_logits(model, features, profile.eval_batch_size)
+    return data.postprocess_qa(examples, features, start, end, n_best=profile.data.n_best,
+                               max_answer_length=profile.data.max_answer_length)
+
+
+def evaluate_qa(model, tokenizer, examples: datasets.Dataset,
+                profile: Profile | None = None) -> dict:
+    """Official SQuAD 2.0 scores with the model's own no-answer probabilities, plus
+    ``forced_HasAns_exact``/``forced_HasAns_f1``: answerable questions scored on the best
+    span even where the model abstains, i.e. span finding separated from abstention, and
+    ``predictions`` (the QAPredictions) for error analysis.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    predictions = predict_dataset(model, tokenizer, examples, profile)
+    scores = squad_evaluate(examples, predictions.answers, predictions.na_probs)
+    forced = squad_evaluate(examples, predictions.best_spans)
+    if "HasAns_exact" in forced:
+        scores["forced_HasAns_exact"] = forced["HasAns_exact"]
+        scores["forced_HasAns_f1"] = forced["HasAns_f1"]
+    scores["predictions"] = predictions
+    return scores
+
+
+class QuestionAnswerer:
+    """``qa(question=..., context=...)`` -> ``{"answer", "score", "start", "end"}``.
+
+    The replacement of the removed transformers pipeline. ``start``/``end`` are character
+    offsets, so ``context[start:end] == answer``; ``answer == ""`` (start = end = 0) when the
+    no-answer score beats the best span by more than ``null_threshold``. ``score`` is the
+    probability of what is returned: 1 - P(no answer) for a span, P(no answer) for "".
+    Long contexts are cut into overlapping windows like the dev set; lists are batched.
+    Explained in book/03_architecture.ipynb.
+    """
+
+    def __init__(self, model, tokenizer, max_length: int = 384, stride: int = 128,
+                 max_answer_length: int = 30, n_best: int = 20, null_threshold: float = 0.0,
+                 batch_size: int = 32):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_length, self.stride = max_length, stride
+        self.max_answer_length, self.n_best = max_answer_length, n_best
+        self.null_threshold, self.batch_size = null_threshold, batch_size
+
+    def __call__(self, question: str | list[str], context: str | list[str]):
+        single = isinstance(question, str) and isinstance(context, str)
+        questions = [question] if isinstance(question, str) else list(question)
+        contexts = [context] if isinstance(context, str) else list(context)
+        if len(questions) == 1 < len(contexts):
+            questions *= len(contexts)
+        if len(contexts) == 1 < len(questions):
+            contexts *= len(questions)
+        if len(questions) != len(contexts):
+            raise ValueError(f"got {len(questions)} questions but {len(contexts)} contexts")
+        empty = [i for i, (q, c) in enumerate(zip(questions, contexts, strict=True))
+                 if not q.strip() or not c.strip()]
+        if empty:
+            raise ValueError(f"empty question or context at position(s) {empty}")
+        results = self._answer(questions, contexts)
+        return results[0] if single else results
+
+    def _answer(self, questions: list[str], contexts: list[str]) -> list[dict]:
+        ids = [str(i) for i in range(len(questions))]
+        examples = {"id": ids, "question": questions, "context": contexts}
+        features = data.prepare_eval_features(examples, self.tokenizer, self.max_length,
+                                              self.stride)
+        start, end = predict_logits(self.model, features, self.batch_size, progress=False)
+        preds = data.postprocess_qa(examples, features, start, end, n_best=self.n_best,
+                                    max_answer_length=self.max_answer_length,
+                                    null_threshold=self.null_threshold)
+        results = []
+        for qid in ids:
+            answer, na_prob = preds.answers[qid], preds.na_probs[qid]
+            first, last = preds.best_offsets[qid] if answer else (0, 0)
+            results.append({"answer": answer, "score": 1.0 - na_prob if answer else na_prob,
+                            "start": first, "end": last})
+        return results
+
+
+def configure_predict(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``waldorf predict``. Explained in book/02_teacher.ipynb."""
+    parser.add_argument("model_dir", help="saved QA checkpoint (or a hub name)")
+    parser.add_argument("data_file", help="SQuAD file in the official JSON format")
+    parser.add_argument("--out", required=True, help="write {question_id: answer} here")
+    parser.add_argument("--na-prob-out", help="write {question_id: P(no answer)} here")
+    parser.add_argument("--profile", help="profile for window length, stride and batch size "
+                        "(default: WALDORF_PROFILE)")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Write prediction files that ``waldorf evaluate`` (or the official script) reads.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    model, tokenizer = load_qa(args.model_dir)
+    examples = data.read_squad_json(args.data_file)
+    predictions = predict_dataset(model, tokenizer, examples, get_profile(args.profile))
+    Path(args.out).write_text(json.dumps(predictions.answers), encoding="utf-8")
+    if args.na_prob_out:
+        Path(args.na_prob_out).write_text(json.dumps(predictions.na_probs), encoding="utf-8")
+    print(f"wrote {len(predictions.answers)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def configure_ask(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``waldorf ask``. Explained in book/03_architecture.ipynb."""
+    parser.add_argument("model_dir", help="saved QA checkpoint (or a hub name)")
+    parser.add_argument("--question", "-q", required=True)
+    parser.add_argument("--context", "-c", required=True)
+    parser.add_argument("--max-length", type=int, default=384, help="tokens per window")
+    parser.add_argument("--stride", type=int, default=128, help="overlap between windows")
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    """Print the answer as JSON. Explained in book/03_architecture.ipynb."""
+    model, tokenizer = load_qa(args.model_dir)
+    qa = QuestionAnswerer(model, tokenizer, max_length=args.max_length, stride=args.stride)
+    print(json.dumps(qa(question=args.question, context=args.context), indent=2))
+    return 0
