@@ -17,6 +17,7 @@ from waldorf.data import (
     FEATURES,
     SAMPLE_PATH,
     SquadFormatError,
+    describe_windows,
     load_squad,
     postprocess_qa,
     prepare_eval_features,
@@ -359,3 +360,20 @@ def test_postprocess_rejects_windows_of_unknown_questions(one_question):
     with pytest.raises(ValueError, match="no given question"):
         postprocess_qa(other, feats, start, end)
 
+
+
+def test_describe_windows_tile_the_paragraph_and_locate_the_answer(tokenizer):
+    context = " ".join(f"Sentence {i} says nothing much about topic {i}." for i in range(40))
+    answer = "topic 31"
+    example = {"id": "q", "title": "t", "context": context, "question": "Which topic?",
+               "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+    rows = describe_windows(example, tokenizer, max_length=64, stride=16)
+    n_tokens = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    assert len(rows) > 2 and rows[0]["first_token"] == 0 and rows[-1]["last_token"] == n_tokens - 1
+    pairs = zip(rows, rows[1:], strict=False)
+    assert all(a["last_token"] - b["first_token"] + 1 == 16 for a, b in pairs)
+    holding = [r for r in rows if r["label_start"]]
+    assert holding and all(r["first_token"] <= r["answer_first"] <= r["answer_last"]
+                           <= r["last_token"] for r in holding)
+    assert len({(r["answer_first"], r["answer_last"]) for r in holding}) == 1
+    assert all(r["answer_first"] is None for r in rows if not r["label_start"])

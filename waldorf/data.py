@@ -264,6 +264,35 @@ def tokenize_squad(ds: datasets.Dataset, tokenizer, profile: Profile | None = No
                   desc="train windows" if train else "eval windows")
 
 
+
+def describe_windows(example: dict, tokenizer, max_length: int, stride: int) -> list[dict]:
+    """One row per window of one question: which paragraph tokens and characters it covers,
+    and its training labels.
+
+    Token positions count from the paragraph's first token (the paragraph tokenized alone), so
+    all windows of a question share one axis and their overlap can be read off. ``label_start``
+    and ``label_end`` are the window positions of prepare_train_features (0 = CLS);
+    ``answer_first``/``answer_last`` the same answer on the paragraph axis (None at CLS).
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    batch = {key: [value] for key, value in example.items()}
+    labels = prepare_train_features(batch, tokenizer, max_length, stride)
+    windows = prepare_eval_features(batch, tokenizer, max_length, stride)
+    paragraph = tokenizer(example["context"], add_special_tokens=False,
+                          return_offsets_mapping=True)["offset_mapping"]
+    token_starts = np.array([start for start, _ in paragraph])
+    rows = []
+    for k, offsets in enumerate(windows["offset_mapping"]):
+        inside = [i for i, o in enumerate(offsets) if o is not None]  # paragraph positions
+        first = int(np.searchsorted(token_starts, offsets[inside[0]][0]))
+        start, end = labels["start_positions"][k], labels["end_positions"][k]
+        rows.append({"window": k, "first_token": first, "last_token": first + len(inside) - 1,
+                     "char_start": offsets[inside[0]][0], "char_end": offsets[inside[-1]][1],
+                     "label_start": start, "label_end": end,
+                     "answer_first": first + start - inside[0] if start else None,
+                     "answer_last": first + end - inside[0] if start else None})
+    return rows
+
 def subsample_negative_windows(features: datasets.Dataset, keep: float,
                                seed: int = 0) -> datasets.Dataset:
     """Keep every answer window and every window of unanswerable questions, but only a

@@ -1,4 +1,4 @@
-"""Shared test set-up: the smoke profile, a throw-away artifact folder, and the shared SQuAD data."""
+"""Test set-up for tests/ and the notebooks: smoke profile, throw-away artifacts, shared data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parent
 
 # Set before any notebook kernel starts, so nbval runs the smoke profile in a clean artifact store.
 os.environ.setdefault("WALDORF_PROFILE", "smoke")

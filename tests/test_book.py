@@ -1,0 +1,129 @@
+"""The book: toc, chapter execution with failure reports, and the -W HTML build."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from waldorf import book
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_toc(root: Path, chapters: list[str]) -> None:
+    lines = ["format: jb-book", "root: book/intro", "parts:", "  - caption: All",
+             "    chapters:"] + [f"      - file: {c}" for c in chapters]
+    (root / "_toc.yml").write_text("\n".join(lines) + "\n")
+    (root / "_config.yml").write_text("title: test\n")
+    (root / "book").mkdir(exist_ok=True)
+    (root / "book" / "intro.md").write_text("# Intro\n")
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_every_file_of_the_toc_exists():
+    notebooks = book.toc_notebooks(REPO)  # raises, naming the file, when one is missing
+    assert all(path.suffix == ".ipynb" and path.is_file() for path in notebooks)
+
+
+def test_toc_notebooks_in_reading_order_and_chapter_selection(tmp_path):
+    _write_toc(tmp_path, ["book/02_b", "book/notes", "book/01_a"])
+    for name in ("02_b.ipynb", "01_a.ipynb"):
+        _notebook(tmp_path / "book" / name, "1")
+    (tmp_path / "book" / "notes.md").write_text("# Notes\n")
+    notebooks = book.toc_notebooks(tmp_path)
+    assert [p.name for p in notebooks] == ["02_b.ipynb", "01_a.ipynb"]  # toc order, no .md
+    assert [p.name for p in book.select_chapters(notebooks, ["01"])] == ["01_a.ipynb"]
+    assert book.select_chapters(notebooks, None) == notebooks
+    with pytest.raises(ValueError, match="07"):
+        book.select_chapters(notebooks, ["07"])
+
+
+def test_a_missing_toc_file_is_named(tmp_path):
+    _write_toc(tmp_path, ["book/03_missing"])
+    with pytest.raises(FileNotFoundError, match="03_missing"):
+        book.toc_notebooks(tmp_path)
+
+
+def test_find_root_walks_up_from_a_subfolder(tmp_path):
+    _write_toc(tmp_path, [])
+    assert book.find_root(tmp_path / "book") == tmp_path
+
+
+def test_progress_bars_keep_their_final_text():
+    ids = {"box": "b0", "pre": "p1", "bar": "f2", "post": "s3"}
+    children = [f"IPY_MODEL_{ids[k]}" for k in ("pre", "bar", "post")]
+    state = {
+        ids["box"]: {"model_name": "HBoxModel", "state": {"children": children}},
+        ids["pre"]: {"model_name": "HTMLModel", "state": {"value": "train: 100%"}},
+        ids["bar"]: {"model_name": "FloatProgressModel", "state": {"value": 8.0, "max": 8.0}},
+        ids["post"]: {"model_name": "HTMLModel",
+                      "state": {"value": "\u20078/8\u2007[00:01&lt;00:00]"}},
+        "slider": {"model_name": "FloatSliderModel", "state": {"value": 2.0}},
+    }
+    nb = nbformat.v4.new_notebook()
+    view = "application/vnd.jupyter.widget-view+json"
+    nb.cells = [nbformat.v4.new_code_cell("", outputs=[
+        nbformat.v4.new_output("display_data", {view: {"model_id": m}, "text/plain": "0%"})
+        for m in (ids["box"], "slider")])]
+    nb.metadata["widgets"] = {book.WIDGET_STATE: {"state": state}}
+    assert book.freeze_progress_bars(nb) == 1
+    bar, slider = (out["data"]["text/plain"] for out in nb.cells[0].outputs)
+    assert bar == "train: 100%|" + "\u2588" * 10 + "| 8/8 [00:01<00:00]"
+    assert slider == "0%"  # other widgets are left alone
+
+
+def test_a_failing_chapter_leaves_a_report_and_its_notebook_untouched(tmp_path):
+    path = _notebook(tmp_path / "01_fails.ipynb", "x = 1", "raise ValueError('bad input 42')")
+    before = path.read_text()
+    reports = tmp_path / "reports"
+    with pytest.raises(RuntimeError, match="01_fails.ipynb failed"):
+        book.execute_notebook(path, "smoke", timeout=120, reports=reports)
+    assert path.read_text() == before
+    report = (reports / "01_fails.txt").read_text()
+    assert "Cell index: 1" in report and "raise ValueError" in report
+    assert "bad input 42" in report and "\x1b[" not in report
+    assert (reports / "01_fails.ipynb").exists()
+
+
+def test_a_chapter_runs_in_place_on_the_chosen_profile(tmp_path):
+    path = _notebook(tmp_path / "01_ok.ipynb", "import os\nprint(os.environ['WALDORF_PROFILE'])")
+    book.execute_notebook(path, "gpu", timeout=120, reports=tmp_path / "reports")
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert outputs[0]["text"].strip() == "gpu"
+
+
+def test_waldorf_book_arguments():
+    parser = argparse.ArgumentParser()
+    book.configure_book(parser)
+    args = parser.parse_args(["--profile", "smoke", "--chapters", "01", "02", "--no-execute"])
+    assert (args.profile, args.chapters, args.no_execute) == ("smoke", ["01", "02"], True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--profile", "huge"])
+
+
+def test_the_book_builds_with_warnings_as_errors(tmp_path):
+    """The real book, as committed: jupyter-book -W fails on any warning (missing citation,
+    broken reference, file outside the toc). Takes about a minute."""
+    done = subprocess.run(book.jupyter_book_command(REPO, tmp_path),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    intro = (html / "book" / "intro.html").read_text()
+    assert re.search(r"Tian (<em>)?et al\.(</em>)?, 2019", intro)  # citations resolved
+    assert "Rajpurkar" in intro  # the bibliography is rendered
+    for page in html.rglob("*.html"):
+        # plotly.js >= 3 loads as a plain script; with require.js on the page figures stay blank
+        assert "require.min.js" not in page.read_text(), page
+    for notebook in book.toc_notebooks(REPO):
+        assert (html / notebook.relative_to(REPO).with_suffix(".html")).exists(), notebook

@@ -1,0 +1,70 @@
+"""Provenance records say which profile, machine, versions and revision made a result."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import IPython.display
+import pytest
+
+from waldorf import provenance
+from waldorf.config import get_profile
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    *args], check=True, capture_output=True)
+
+
+def test_collect_describes_the_run():
+    info = provenance.collect(get_profile("smoke"), time.time() - 90)
+    assert info["profile"] == "smoke"
+    assert 89 <= info["duration_s"] < 3600
+    assert info["cores"] >= 1 and info["torch_threads"] >= 1
+    assert info["cpu"] and info["torch"] and info["transformers"] != "not installed"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", info["utc"])
+    assert info["git"] == "unknown" or re.fullmatch(r"[0-9a-f]{4,}(\+dirty)?", info["git"])
+
+
+def test_collect_accepts_a_profile_name():
+    assert provenance.collect("gpu", time.time())["profile"] == "gpu"
+
+
+def test_git_revision_marks_changed_tracked_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "REPO", tmp_path)
+    assert provenance.git_revision() == "unknown"  # not a repository
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    _git(tmp_path, "add", "a.txt")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    clean = provenance.git_revision()
+    assert re.fullmatch(r"[0-9a-f]{4,}", clean)
+    (tmp_path / "untracked.txt").write_text("new")
+    assert provenance.git_revision() == clean  # untracked files do not change the code run
+    (tmp_path / "a.txt").write_text("2")
+    assert provenance.git_revision() == clean + "+dirty"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(42.4, "42 s"), (750, "12.5 min"), (6300, "1.75 h")]
+)
+def test_format_duration_picks_a_readable_unit(seconds, text):
+    assert provenance.format_duration(seconds) == text
+
+
+def test_markdown_line_names_the_gpu_when_there_is_one():
+    info = provenance.collect("cpu", time.time())
+    assert info["cpu"] in provenance.to_markdown({**info, "gpu": None})
+    line = provenance.to_markdown({**info, "gpu": "NVIDIA H200"})
+    assert "NVIDIA H200" in line and info["cpu"] not in line
+
+
+def test_footer_displays_markdown_and_returns_the_record(monkeypatch):
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    info = provenance.footer("smoke", time.time())
+    assert info["profile"] == "smoke"
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown)
+    assert "`smoke`" in shown[0].data and info["git"] in shown[0].data

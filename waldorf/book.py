@@ -1,0 +1,243 @@
+"""``waldorf book``: run every chapter on a profile, then build the HTML book.
+
+The committed notebooks carry the outputs of one recorded run, and the book build itself never
+executes code (``execute_notebooks: "off"`` in _config.yml). This command is how those outputs
+are made: it executes each notebook of _toc.yml in order, in place, with ``WALDORF_PROFILE`` set,
+so later chapters find the models earlier ones saved. A failing chapter stops the run and leaves
+a readable report (failing cell, traceback) in ``_build/reports/``. Explained in book/intro.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from waldorf.config import PROFILE_ENV, PROFILES
+
+REPO = Path(__file__).resolve().parents[1]
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The book's folder: the first of ``start`` (or the cwd) and its parents with a _toc.yml.
+
+    Falls back to the checkout this package was installed from. Explained in book/intro.md.
+    """
+    start = (start or Path.cwd()).resolve()
+    for folder in [start, *start.parents, REPO]:
+        if (folder / "_toc.yml").exists() and (folder / "_config.yml").exists():
+            return folder
+    raise FileNotFoundError(
+        f"no _toc.yml/_config.yml in {start} or its parents: run `waldorf book` in a clone"
+    )
+
+
+def _toc_files(entries: list[dict]) -> list[str]:
+    files = []
+    for entry in entries:
+        if "file" in entry:
+            files.append(entry["file"])
+        for key in ("parts", "chapters", "sections"):
+            files += _toc_files(entry.get(key, []))
+    return files
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Notebooks of _toc.yml in reading order; a listed file that is missing is an error.
+
+    Explained in book/intro.md.
+    """
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    notebooks = []
+    for name in _toc_files([toc]):
+        matches = [root / f"{name}{suffix}" for suffix in ("", ".ipynb", ".md")]
+        found = next((path for path in matches if path.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"{root / '_toc.yml'} lists {name!r}, which does not exist")
+        if found.suffix == ".ipynb":
+            notebooks.append(found)
+    return notebooks
+
+
+def select_chapters(notebooks: list[Path], chapters: list[str] | None) -> list[Path]:
+    """Keep notebooks whose file name starts with one of ``chapters`` (e.g. ``01``), in toc order.
+
+    Explained in book/intro.md.
+    """
+    if not chapters:
+        return notebooks
+    unknown = [c for c in chapters if not any(nb.name.startswith(c) for nb in notebooks)]
+    if unknown:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise ValueError(f"no chapter in _toc.yml starts with {unknown}; chapters: {names}")
+    return [nb for nb in notebooks if any(nb.name.startswith(c) for c in chapters)]
+
+
+TQDM_PARTS = ["HTMLModel", "FloatProgressModel", "HTMLModel"]  # prefix, bar, suffix
+
+
+def _widget_text(widgets: dict, model_id: str) -> str | None:
+    """Final text of a tqdm bar from saved widget state; None for any other widget."""
+    model = widgets.get(model_id, {})
+    ids = [c.removeprefix("IPY_MODEL_") for c in model.get("state", {}).get("children", [])]
+    parts = [widgets.get(i, {}) for i in ids]
+    if model.get("model_name") != "HBoxModel" or [p.get("model_name") for p in parts] != TQDM_PARTS:
+        return None
+    prefix, progress, suffix = (part["state"] for part in parts)
+    filled = round(10 * progress.get("value", 0) / (progress.get("max") or 1))
+    bar = "\u2588" * filled + " " * (10 - filled)
+    text = f"{prefix.get('value', '')}|{bar}|{suffix.get('value', '')}"
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " ")
+
+
+def freeze_progress_bars(nb) -> int:
+    """Replace each progress bar's text with its final state; return how many were replaced.
+
+    A widget output keeps the text of its first frame ("0%"), which is all that a reader of the
+    saved notebook or of the HTML book would see. Explained in book/intro.md.
+    """
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    frozen = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            text = _widget_text(state, view.get("model_id", "")) if view else None
+            if text is not None:
+                output["data"]["text/plain"] = text
+                frozen += 1
+    return frozen
+
+
+def _write_report(path: Path, nb, error: Exception, reports: Path) -> Path:
+    """Save the failed notebook and a plain-text report next to it; return the report's path."""
+    import nbformat
+
+    reports.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, reports / path.name)
+    failing = next(
+        (i for i, cell in enumerate(nb.cells)
+         if any(out.get("output_type") == "error" for out in cell.get("outputs", []))),
+        None,
+    )
+    lines = [f"Chapter {path} failed", f"Cell index: {failing}"]
+    if failing is not None:
+        lines += ["", "Cell source:", nb.cells[failing].source]
+    lines += ["", "Error:", ANSI.sub("", str(error))]
+    lines += ["", f"The notebook with all outputs up to the failure: {reports / path.name}"]
+    report = reports / f"{path.stem}.txt"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def execute_notebook(path: Path, profile: str, timeout: int | None, reports: Path) -> float:
+    """Execute ``path`` in place on ``profile``; return minutes. Raises with a report on failure.
+
+    The notebook file is only rewritten when every cell succeeded. Explained in book/intro.md.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from tqdm.auto import tqdm
+
+    nb = nbformat.read(path, as_version=4)
+    code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    started, previous = time.time(), os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = profile  # the kernel inherits the environment
+    try:
+        with tqdm(total=code_cells, desc=path.stem, unit="cell") as bar:
+            client.on_cell_executed = lambda **_: bar.update()
+            client.execute()
+    except (CellExecutionError, TimeoutError, RuntimeError) as error:
+        report = _write_report(path, nb, error, reports)
+        raise RuntimeError(f"{path.name} failed; report: {report}") from error
+    finally:
+        if previous is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = previous
+    freeze_progress_bars(nb)
+    nbformat.write(nb, path)
+    return (time.time() - started) / 60
+
+
+def jupyter_book_command(root: Path, path_output: Path | None = None) -> list[str]:
+    """The -W build command: warnings are errors, all of them reported (``--keep-going``).
+
+    Explained in book/intro.md.
+    """
+    script = Path(sys.executable).with_name("jupyter-book")
+    executable = str(script) if script.exists() else shutil.which("jupyter-book")
+    if executable is None:
+        raise FileNotFoundError(
+            "jupyter-book not found: install the book extra, pip install -e '.[book]'"
+        )
+    command = [executable, "build", str(root), "-W", "--keep-going"]
+    if path_output is not None:
+        command += ["--path-output", str(path_output)]
+    return command
+
+
+def configure_book(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``waldorf book``. Explained in book/intro.md."""
+    parser.add_argument("--profile", choices=sorted(PROFILES),
+                        default=os.environ.get(PROFILE_ENV, "cpu"),
+                        help="run profile for every chapter (default: $WALDORF_PROFILE or cpu)")
+    parser.add_argument("--chapters", nargs="+", metavar="NN",
+                        help="only execute these chapters, e.g. --chapters 01 02 (default: all)")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="only build the HTML from the outputs already in the notebooks")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="seconds one cell may run before it fails (default: no limit)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the book's folder (default: the clone around the current folder)")
+    parser.add_argument("--path-output", type=Path, default=None,
+                        help="build into PATH/_build instead of the book's own _build")
+
+
+def run_book(args: argparse.Namespace) -> int:
+    """Execute the chosen chapters, then build the book; 0 on success.
+
+    Explained in book/intro.md.
+    """
+    root = find_root(args.root)
+    reports = (args.path_output or root) / "_build" / "reports"
+    summary = []
+    if not args.no_execute:
+        notebooks = select_chapters(toc_notebooks(root), args.chapters)
+        print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile")
+        for index, path in enumerate(notebooks, 1):
+            print(f"[{index}/{len(notebooks)}] {path.relative_to(root)}", flush=True)
+            try:
+                minutes = execute_notebook(path, args.profile, args.timeout, reports)
+            except RuntimeError as error:
+                print(f"FAILED: {error}", file=sys.stderr)
+                return 1
+            summary.append({"chapter": path.stem, "profile": args.profile, "minutes": minutes})
+            print(f"    done in {minutes:.1f} min", flush=True)
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / "execution.json").write_text(json.dumps(summary, indent=2) + "\n")
+    command = jupyter_book_command(root, args.path_output)
+    print("Building the HTML book:", " ".join(command), flush=True)
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        print("the book build failed (see the warnings above)", file=sys.stderr)
+        return done.returncode
+    html = (args.path_output or root) / "_build" / "html" / "index.html"
+    print(f"Book ready: {html}")
+    return 0

@@ -1,0 +1,122 @@
+"""Provenance: which profile, machine, software and code revision produced a result.
+
+A number in the book is only meaningful next to where it came from: a score of the ``smoke``
+profile is noise, and a latency depends on the CPU and on the thread count. Every results cell
+ends with :func:`footer`. Explained in book/intro.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+from waldorf.config import Profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name; /proc/cpuinfo on Linux, platform elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _cores() -> int:
+    """Cores this process may use (the affinity mask, which containers restrict), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_revision() -> str:
+    """Short commit of the checkout, ``+dirty`` when tracked files changed; ``unknown`` outside git.
+
+    Explained in book/intro.md.
+    """
+    revision = _git("rev-parse", "--short", "HEAD")
+    if not revision:
+        return "unknown"
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    return revision + ("+dirty" if changes else "")
+
+
+def collect(profile: Profile | str, started: float) -> dict:
+    """Describe the current run: profile, hardware, versions, duration since ``started``, revision.
+
+    ``started`` is a ``time.time()`` taken when the work began. Explained in book/intro.md.
+    """
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "profile": profile.name if isinstance(profile, Profile) else str(profile),
+        "cpu": _cpu_model(),
+        "cores": _cores(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "duration_s": round(time.time() - started, 3),
+        "git": git_revision(),
+        "utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12.5 min`` or ``1.75 h``: the unit a reader compares at a glance.
+
+    Explained in book/intro.md.
+    """
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def to_markdown(info: dict) -> str:
+    """One compact line for the bottom of a results cell. Explained in book/intro.md."""
+    device = info["gpu"] or f"{info['cpu']} ({info['cores']} cores)"
+    return (
+        f"<small>profile `{info['profile']}` · {device} · {info['torch_threads']} torch threads"
+        f" · torch {info['torch']} · transformers {info['transformers']}"
+        f" · {format_duration(info['duration_s'])} · git `{info['git']}` · {info['utc']}</small>"
+    )
+
+
+def footer(profile: Profile | str, started: float) -> dict:
+    """Display the provenance line under a result and return the record (to save with it).
+
+    Explained in book/intro.md.
+    """
+    from IPython.display import Markdown, display
+
+    info = collect(profile, started)
+    display(Markdown(to_markdown(info)))
+    return info
