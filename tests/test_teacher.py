@@ -1,0 +1,122 @@
+"""The teacher is trained once and reused; its logit cache round-trips and never goes stale."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from waldorf import data, teacher
+from waldorf.artifacts import list_artifacts
+from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    """A random 2-layer BERT *encoder* (no span head, like MiniLM) with the MiniLM tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def profile(tiny_backbone, tmp_path, monkeypatch):
+    monkeypatch.setenv("WALDORF_ARTIFACTS", str(tmp_path))
+    smoke = get_profile("smoke")
+    return replace(smoke, teacher=replace(smoke.teacher, checkpoint=str(tiny_backbone),
+                                          learning_rate=1e-3))
+
+
+@pytest.fixture
+def counters(monkeypatch):
+    """Count real training runs and real teacher passes over the training windows."""
+    counts = {"train": 0, "logits": 0}
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            counts[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(teacher, "train", counting("train", teacher.train))
+    monkeypatch.setattr(teacher, "teacher_logits", counting("logits", teacher.teacher_logits))
+    return counts
+
+
+def test_backbone_gets_a_new_span_head_only(tiny_backbone):
+    model, tokenizer = teacher.load_backbone(str(tiny_backbone))
+    assert model.qa_outputs.out_features == 2 and tokenizer.vocab_size == 30522
+
+
+def test_teacher_is_trained_once_then_reused(profile, counters):
+    first = teacher.get_teacher(profile, progress=False)
+    assert counters["train"] == 1
+    meta = first.metadata
+    assert meta["complete"] and meta["role"] == "teacher" and meta["profile"] == "smoke"
+    assert {"best_f1", "HasAns_f1", "NoAns_f1", "forced_HasAns_f1"} <= set(meta["dev_scores"])
+    assert meta["train_windows"] >= meta["train_questions"] > 0 and meta["duration_s"] > 0
+    assert first.history.evals and (first.model_dir / "config.json").exists()
+    assert not (first.model_dir.parent / "checkpoint").exists()
+
+    second = teacher.get_teacher(profile, progress=False)
+    assert counters["train"] == 1  # found, not retrained
+    assert second.model_dir == first.model_dir and second.history == first.history
+    model, _ = second.load()
+    assert type(model).__name__ == "BertForQuestionAnswering"
+
+
+def test_teacher_training_is_reproducible(profile, tmp_path, monkeypatch):
+    first, _ = teacher.get_teacher(profile, progress=False).load()
+    monkeypatch.setenv("WALDORF_ARTIFACTS", str(tmp_path / "elsewhere"))
+    torch.manual_seed(123)  # the global random state must not matter
+    second, _ = teacher.get_teacher(profile, progress=False).load()
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_cache_round_trips_exactly_and_is_keyed(profile, counters):
+    cache = teacher.teacher_cache(profile, progress=False)
+    run = teacher.get_teacher(profile, progress=False)
+    model, tokenizer = run.load()
+    windows = data.tokenize_squad(data.load_squad("train", profile), tokenizer, profile)
+    start, end = teacher.teacher_logits(model, windows, profile, progress=False)
+    assert counters == {"train": 1, "logits": 2}
+    length = profile.data.max_seq_length
+    cached, fresh = cache.with_format("numpy")[:], windows.with_format("numpy")[:]
+    assert len(cache) == len(windows)
+    np.testing.assert_array_equal(cached["input_ids"], fresh["input_ids"])
+    assert cached["teacher_start_logits"].dtype == np.float32
+    assert cached["teacher_start_logits"].shape == (len(windows), length)
+    np.testing.assert_array_equal(cached["teacher_start_logits"], start)
+    np.testing.assert_array_equal(cached["teacher_end_logits"], end)
+    np.testing.assert_allclose(cached["teacher_null_score"], start[:, 0] + end[:, 0], rtol=1e-6)
+
+    again = teacher.teacher_cache(profile, progress=False)
+    assert counters["logits"] == 2  # reloaded from disk, no teacher pass
+    np.testing.assert_array_equal(again.with_format("numpy")[:]["teacher_end_logits"], end)
+
+    shorter = replace(profile, data=replace(profile.data, max_seq_length=64, doc_stride=32))
+    other = teacher.teacher_cache(shorter, progress=False)
+    assert counters == {"train": 2, "logits": 3}  # new windows: new teacher and new cache
+    assert len(other) > len(cache) and len(other[0]["teacher_start_logits"]) == 64
+    caches = [r for r in list_artifacts() if r["role"] == "teacher-cache"]
+    assert len(caches) == 2 and len({r["hash"] for r in caches}) == 2
+
+
+def test_teacher_features_are_computed_live(tiny_backbone):
+    model, tokenizer = teacher.load_backbone(str(tiny_backbone))
+    batch = dict(tokenizer(["Who?"], ["Ada wrote it."], return_tensors="pt"))
+    out = teacher.teacher_features(model.eval(), batch, layers=(-1, 1))
+    seq = batch["input_ids"].shape[1]
+    assert [h.shape for h in out["hidden_states"]] == [(1, seq, 32)] * 2
+    assert [a.shape for a in out["attentions"]] == [(1, 2, seq, seq)] * 2
+    torch.testing.assert_close(out["attentions"][0].sum(-1), torch.ones(1, 2, seq))

@@ -1,0 +1,97 @@
+"""The training loop: it learns, it resumes exactly, and it follows its schedule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from transformers import BertConfig, BertForQuestionAnswering
+
+from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
+
+SEQ = 16
+
+
+def windows(n: int = 8) -> list[dict]:
+    """Hand-made QA windows: random tokens, one gold span each."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (n, SEQ), generator=generator)
+    return [dict(input_ids=ids[i], attention_mask=torch.ones(SEQ, dtype=torch.long),
+                 start_positions=torch.tensor(1 + i), end_positions=torch.tensor(3 + i))
+            for i in range(n)]
+
+
+def tiny_bert(dropout: float = 0.1) -> BertForQuestionAnswering:
+    torch.manual_seed(0)
+    return BertForQuestionAnswering(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=SEQ,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout))
+
+
+def exact_match(model, data: list[dict]) -> float:
+    batch = {k: torch.stack([d[k] for d in data]) for k in ("input_ids", "attention_mask")}
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+    starts = torch.stack([d["start_positions"] for d in data])
+    ends = torch.stack([d["end_positions"] for d in data])
+    hit = (out.start_logits.argmax(-1) == starts) & (out.end_logits.argmax(-1) == ends)
+    return hit.float().mean().item()
+
+
+def test_overfits_a_handful_of_windows(tmp_path):
+    data, model = windows(), tiny_bert(dropout=0.0)
+    em_before = exact_match(model, data)
+    args = TrainArgs(epochs=12, learning_rate=3e-3, batch_size=2, warmup_ratio=0.05,
+                     log_every=1, checkpoint_every=0)
+    calls = []
+    history = train(model, data, args, tmp_path, progress=False,
+                    evaluate=lambda m: calls.append(1) or {"em": exact_match(m, data)})
+    losses = [row["loss"] for row in history.rows]
+    assert len(losses) == history.step == 48  # 4 steps per epoch
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert history.evals[-1]["em"] > em_before and history.evals[-1]["em"] >= 0.75
+    assert len(calls) == len(history.evals) == 12 and history.finished
+    assert (tmp_path / "model" / "config.json").exists()
+    assert History.from_json((tmp_path / "history.json").read_text()) == history
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    data = windows()
+    args = TrainArgs(epochs=3, learning_rate=1e-3, batch_size=2, grad_accum_steps=2,
+                     checkpoint_every=2, log_every=1)
+    full = tiny_bert()
+    reference = train(full, data, args, tmp_path / "full", progress=False)
+
+    interrupted = train(tiny_bert(), data, replace(args, max_steps=3), tmp_path / "cut",
+                        progress=False)
+    assert interrupted.step == 3 and not interrupted.finished
+    assert not (tmp_path / "cut" / "model").exists()
+    assert not (tmp_path / "cut" / "checkpoint.tmp").exists()
+    resumed_model = tiny_bert()
+    resumed = train(resumed_model, data, args, tmp_path / "cut", progress=False)
+
+    assert resumed.step == reference.step == 6  # 4 batches per epoch, 2 per step
+    assert [r["loss"] for r in resumed.rows] == [r["loss"] for r in reference.rows]
+    for (name, a), b in zip(full.state_dict().items(), resumed_model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_fractional_epochs_and_schedule(tmp_path):
+    args = TrainArgs(epochs=1.5, learning_rate=1e-3, batch_size=2, warmup_ratio=0.5,
+                     log_every=1, checkpoint_every=0)
+    history = train(tiny_bert(), windows(), args, tmp_path, progress=False,
+                    evaluate=lambda m: {"ok": 1.0})
+    assert history.step == 6 and len(history.evals) == 2  # 4 steps per epoch
+    lrs = [row["lr"] for row in history.rows]
+    assert lrs.index(max(lrs)) == 2 and lrs[-1] == 0.0  # warm-up then linear decay to 0
+
+
+def test_mixed_precision_is_resolved_for_the_hardware():
+    assert resolve_mixed_precision("no") == "no"
+    assert resolve_mixed_precision("fp16") in ("fp16", "bf16", "no")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        resolve_mixed_precision("fp8")

@@ -1,0 +1,241 @@
+"""The fine-tuned SQuAD 2.0 teacher and its output cache, the "wasteless" part of WaLDORf.
+
+``get_teacher`` fine-tunes a pretrained encoder once per configuration and finds it again
+afterwards. ``teacher_cache`` runs that teacher once over every training window and stores
+its start/end logits next to the windows, so every student epoch and every ablation reads
+them from disk instead of paying a teacher forward pass again.
+Explained in book/02_teacher.ipynb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from accelerate import PartialState
+from accelerate.utils import set_seed
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from waldorf import data, qa
+from waldorf.artifacts import artifact_dir, read_metadata, write_metadata
+from waldorf.config import Profile, get_profile, resolve_checkpoint
+from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
+
+logger = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "start_positions",
+                 "end_positions"]
+NEW_HEAD = "qa_outputs"  # the span head a pretrained encoder does not have yet
+
+
+@dataclass
+class TeacherRun:
+    """A finished teacher: where it is saved, how it was made, and its training curves.
+
+    Explained in book/02_teacher.ipynb.
+    """
+
+    model_dir: Path
+    metadata: dict
+    history: History
+
+    def load(self):
+        """``(model, tokenizer)`` in eval mode."""
+        return qa.load_qa(self.model_dir)
+
+
+def _preprocessing(profile: Profile, examples: datasets.Dataset) -> dict:
+    d = profile.data
+    ids = "\n".join(examples["id"]).encode()
+    return dict(source=d.source, train_files=list(d.train_files),
+                max_train_examples=d.max_train_examples, max_seq_length=d.max_seq_length,
+                doc_stride=d.doc_stride,
+                # which questions were read: the packaged sample and the real files differ
+                questions_sha=hashlib.sha256(ids).hexdigest()[:12])
+
+
+def teacher_key(profile: Profile, examples: datasets.Dataset) -> dict:
+    """Everything the fine-tuned teacher depends on. Explained in book/02_teacher.ipynb."""
+    return dict(teacher=asdict(profile.teacher), data=_preprocessing(profile, examples),
+                seed=profile.seed, mixed_precision=profile.mixed_precision)
+
+
+def load_backbone(checkpoint: str):
+    """Tokenizer and QA model from a pretrained encoder; only the span head may be new.
+
+    transformers prints a load report listing the new span head; that is expected for a
+    backbone, so it is replaced by a check that nothing *else* is missing.
+    Explained in book/02_teacher.ipynb.
+    """
+    name = resolve_checkpoint(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForQuestionAnswering.from_pretrained(
+            name, output_loading_info=True)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    missing = [k for k in info["missing_keys"] if not k.startswith(NEW_HEAD)]
+    if missing:
+        raise ValueError(f"{checkpoint}: backbone weights missing from the checkpoint: {missing}")
+    if info["missing_keys"]:
+        logger.info("%s: new span head %s initialised randomly (fine-tuning trains it)",
+                    checkpoint, NEW_HEAD)
+    return model, tokenizer
+
+
+def _train_features(examples, tokenizer, profile: Profile) -> datasets.Dataset:
+    features = data.tokenize_squad(examples, tokenizer, profile, train=True)
+    features = data.subsample_negative_windows(
+        features, profile.teacher.negative_window_keep, seed=profile.seed)
+    columns = [c for c in TRAIN_COLUMNS if c in features.column_names]
+    return features.with_format("torch", columns=columns)
+
+
+def _scalars(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k not in ("step", "epoch")}
+
+
+def get_teacher(profile: Profile | None = None, *, progress: bool = True) -> TeacherRun:
+    """The fine-tuned teacher of ``profile``: found if finished, else trained or resumed.
+
+    Trains on the profile's train files only; dev scores (official metrics with the
+    teacher's own no-answer probabilities) are measured at the end of every epoch.
+    Explained in book/02_teacher.ipynb.
+    """
+    profile = profile or get_profile()
+    examples = data.load_squad("train", profile)
+    key = teacher_key(profile, examples)
+    path = artifact_dir("teacher", profile.name, key)
+    meta = read_metadata(path)
+    if meta and meta.get("complete"):
+        return TeacherRun(path / "model", meta, History.from_json(
+            (path / "history.json").read_text()))
+    main = PartialState().is_main_process  # under `accelerate launch`, one process writes
+    if main:
+        write_metadata(path, "teacher", profile.name, key, complete=False)
+    set_seed(profile.seed)  # the new span head's initial weights are part of the result
+    model, tokenizer = load_backbone(profile.teacher.checkpoint)
+    features = _train_features(examples, tokenizer, profile)
+    dev = data.load_squad("dev", profile)
+    t = profile.teacher
+    args = TrainArgs(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size,
+                     warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                     mixed_precision=profile.mixed_precision, seed=profile.seed)
+    history = train(model, features, args, path, tokenizer=tokenizer, progress=progress,
+                    evaluate=lambda m: qa.evaluate_qa(m, tokenizer, dev, profile))
+    if not main:
+        return TeacherRun(path / "model", read_metadata(path), history)
+    meta = write_metadata(
+        path, "teacher", profile.name, key, complete=True, duration_s=history.elapsed_s,
+        dev_scores=_scalars(history.evals[-1]) if history.evals else {},
+        train_questions=len(examples), train_windows=len(features), dev_questions=len(dev),
+        optimizer_steps=history.step,
+        mixed_precision=resolve_mixed_precision(profile.mixed_precision))
+    shutil.rmtree(path / "checkpoint", ignore_errors=True)  # optimizer state: 2x the model
+    return TeacherRun(path / "model", meta, history)
+
+
+def _autocast(profile: Profile):
+    precision = resolve_mixed_precision(profile.mixed_precision)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device, dtype=dtype, enabled=precision != "no")
+
+
+def teacher_logits(model, features: datasets.Dataset, profile: Profile,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher start/end logits ``(windows, seq_len)`` float32, in the profile's precision.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    with _autocast(profile):
+        return qa.predict_logits(model, features, profile.eval_batch_size, progress=progress)
+
+
+def _logit_columns(start: np.ndarray, end: np.ndarray) -> datasets.Dataset:
+    length = start.shape[1]
+    row = datasets.List(datasets.Value("float32"), length=length)
+    features = datasets.Features(teacher_start_logits=row, teacher_end_logits=row,
+                                 teacher_null_score=datasets.Value("float32"))
+    return datasets.Dataset.from_dict(
+        dict(teacher_start_logits=start, teacher_end_logits=end,
+             teacher_null_score=start[:, 0] + end[:, 0]), features=features)
+
+
+def cache_key(profile: Profile, run: TeacherRun) -> dict:
+    """What the cached logits depend on: the teacher, its tokenizer, the windows, the precision.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    return dict(teacher=run.metadata["hash"], tokenizer=profile.teacher.checkpoint,
+                data=run.metadata["key"]["data"],
+                precision=resolve_mixed_precision(profile.mixed_precision))
+
+
+def teacher_cache(profile: Profile | None = None, *, progress: bool = True) -> datasets.Dataset:
+    """Every training window plus the teacher's ``teacher_start_logits``/``teacher_end_logits``
+    (float32, ``max_seq_length`` each) and ``teacher_null_score`` (start + end logit of CLS).
+
+    Computed once per (teacher, tokenizer, preprocessing) and memory-mapped afterwards:
+    4 bytes x 2 x 192 positions = 1.5 kB of logits per window; the cpu profile's 16.8k
+    windows take ~26 MB of logits, ~46 MB on disk with the token ids.
+    Run it in one process (not under ``accelerate launch``).
+    Explained in book/02_teacher.ipynb.
+    """
+    profile = profile or get_profile()
+    run = get_teacher(profile, progress=progress)
+    key = cache_key(profile, run)
+    path = artifact_dir("teacher-cache", profile.name, key)
+    meta = read_metadata(path)
+    if meta and meta.get("complete"):
+        return datasets.load_from_disk(str(path / "windows"))
+    started = time.time()
+    model, tokenizer = run.load()
+    examples = data.load_squad("train", profile)
+    windows = data.tokenize_squad(examples, tokenizer, profile, train=True)  # all of them
+    forward_started = time.time()
+    start, end = teacher_logits(model, windows, profile, progress=progress)
+    forward_s = time.time() - forward_started
+    cache = datasets.concatenate_datasets([windows, _logit_columns(start, end)], axis=1)
+    shutil.rmtree(path / "windows.tmp", ignore_errors=True)
+    cache.save_to_disk(str(path / "windows.tmp"))
+    shutil.rmtree(path / "windows", ignore_errors=True)
+    (path / "windows.tmp").rename(path / "windows")
+    seconds = time.time() - started
+    write_metadata(path, "teacher-cache", profile.name, key, complete=True, duration_s=seconds,
+                   dev_scores=run.metadata.get("dev_scores"), windows=len(cache),
+                   teacher_forward_s=forward_s,  # what each reuse of the cache saves
+                   teacher_seconds_per_window=forward_s / max(len(cache), 1),
+                   logits_bytes=int(start.nbytes + end.nbytes))
+    return datasets.load_from_disk(str(path / "windows"))
+
+
+def teacher_features(model, batch: dict, layers: tuple[int, ...] = (-1,)) -> dict:
+    """Live teacher outputs for stage-1 distillation: logits, hidden states and attention maps
+    of ``layers`` for one batch, without gradients.
+
+    These are computed on demand, not cached: attention maps of 20k windows x 12 heads x
+    192^2 positions take ~17 GB per layer in float16 (hidden states ~3 GB per layer), far
+    more than a forward pass of a small teacher costs. Explained in book/04_distillation.ipynb.
+    """
+    if model.config._attn_implementation != "eager":
+        model.set_attn_implementation("eager")  # fused attention never materialises the maps
+    inputs = {k: v for k, v in batch.items() if k in qa.MODEL_INPUTS}
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    return dict(start_logits=out.start_logits,  # (batch, seq)
+                end_logits=out.end_logits,  # (batch, seq)
+                hidden_states=[out.hidden_states[i] for i in layers],  # each (batch, seq, hidden)
+                attentions=[out.attentions[i] for i in layers])  # each (batch, heads, seq, seq)

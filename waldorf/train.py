@@ -1,0 +1,315 @@
+"""One training loop for the teacher and every student, on HF Accelerate.
+
+The same loop runs on a 2-core CPU (bf16 autocast where the CPU has AVX512-BF16), one GPU, or
+several GPUs under ``accelerate launch``. It checkpoints atomically so an interrupted run resumes
+at the exact optimizer step where it stopped, with the same data order and random state, and
+it keeps a ``History`` that the chapters plot.
+Explained in book/02_teacher.ipynb.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import broadcast_object_list, set_seed
+from torch.utils.data import DataLoader, Sampler, default_collate
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+LossFn = Callable[[torch.nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass
+class TrainArgs:
+    """Optimisation settings of one run. Explained in book/02_teacher.ipynb."""
+
+    epochs: float = 1.0  # fractions allowed: 1.5 runs one and a half passes
+    learning_rate: float = 5e-5
+    batch_size: int = 32  # per process and micro-batch
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16"; downgraded where unsupported
+    seed: int = 42
+    checkpoint_every: int = 100  # optimizer steps; also at the end of every epoch
+    log_every: int = 10  # optimizer steps per history row
+    max_steps: int | None = None  # stop as if interrupted after this many steps; resumable
+
+
+@dataclass
+class History:
+    """Loss curve, per-epoch evaluations and the position a resumed run continues from.
+
+    Explained in book/02_teacher.ipynb.
+    """
+
+    rows: list[dict] = field(default_factory=list)  # step, epoch, loss, parts, lr, seq_per_s
+    evals: list[dict] = field(default_factory=list)  # step, epoch and the evaluate() scores
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epoch being run
+    batch_in_epoch: int = 0  # micro-batches of that epoch already consumed
+    elapsed_s: float = 0.0  # wall time inside train(), over all sessions
+    finished: bool = False
+
+    def to_json(self) -> str:
+        """Serialise, e.g. into ``history.json``."""
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        """Inverse of ``to_json``."""
+        return cls(**json.loads(text))
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether bf16 autocast is fast here (AVX512-BF16 or AMX); elsewhere it is emulated and slow.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """The precision actually used for ``requested`` on this hardware.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    if requested not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', not {requested!r}")
+    if requested == "no":
+        return "no"
+    if torch.cuda.is_available():
+        return "bf16" if requested == "bf16" and torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "no"
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
+
+    Accelerate calls ``set_epoch`` on it when the data loader starts an epoch.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
+def default_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """The model's own loss (span cross-entropy for QA models).
+
+    Explained in book/02_teacher.ipynb.
+    """
+    loss = model(**batch).loss
+    return loss, {}
+
+
+def _optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.AdamW:
+    # Matrices decay; biases and LayerNorm weights (all 1-d) do not, as in BERT.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=args.learning_rate)
+
+
+def _accelerator(args: TrainArgs) -> Accelerator:
+    # Each run picks its own precision; Accelerate keeps one process-wide state, so reset it.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    return Accelerator(mixed_precision=resolve_mixed_precision(args.mixed_precision),
+                       gradient_accumulation_steps=args.grad_accum_steps)
+
+
+def _save_checkpoint(accelerator: Accelerator, history: History, run_dir: Path) -> None:
+    # Write to a temporary folder, then swap it in: a crash never leaves a half checkpoint.
+    final, tmp, old = (run_dir / f"checkpoint{end}" for end in ("", ".tmp", ".old"))
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "history.json").write_text(history.to_json())
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(accelerator: Accelerator, run_dir: Path) -> History | None:
+    # "checkpoint.old" alone means a crash between the two renames of _save_checkpoint.
+    for name in ("checkpoint", "checkpoint.old"):
+        folder = run_dir / name
+        if (folder / "history.json").exists():
+            accelerator.load_state(str(folder))
+            return History.from_json((folder / "history.json").read_text())
+    return None
+
+
+def _evaluate(accelerator: Accelerator, model, evaluate: Callable, history: History) -> None:
+    # Evaluation runs on the main process only; the scores are broadcast to the others.
+    scores = [None]
+    if accelerator.is_main_process:
+        model.eval()
+        with accelerator.autocast():  # the run's precision, also for the dev pass
+            raw = evaluate(accelerator.unwrap_model(model))
+        scores = [{k: v for k, v in raw.items() if isinstance(v, (int, float, str))}]
+        model.train()
+    scores = broadcast_object_list(scores) if accelerator.num_processes > 1 else scores
+    history.evals.append(dict(step=history.step, epoch=history.epoch, **scores[0]))
+    accelerator.wait_for_everyone()
+
+
+def train(model: torch.nn.Module, train_dataset, args: TrainArgs, run_dir: str | Path,
+          compute_loss: LossFn | None = None, evaluate: Callable | None = None,
+          collate_fn: Callable | None = None, tokenizer=None, progress: bool = True) -> History:
+    """Train ``model`` on ``train_dataset`` (items: dicts of tensors), resuming from ``run_dir``.
+
+    ``compute_loss(model, batch) -> (loss, {part: float})`` defaults to ``model(**batch).loss``;
+    ``evaluate(model) -> dict`` runs at the end of every epoch. The finished model (and
+    ``tokenizer``) is saved with ``save_pretrained`` to ``run_dir/model``.
+    Explained in book/02_teacher.ipynb.
+    """
+    run_dir, compute_loss = Path(run_dir), compute_loss or default_loss
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = _accelerator(args)
+    set_seed(args.seed)
+    loader = DataLoader(train_dataset, batch_size=args.batch_size,
+                        sampler=EpochSampler(len(train_dataset), args.seed),
+                        collate_fn=collate_fn or default_collate,
+                        generator=torch.Generator().manual_seed(args.seed))
+    # Each process gets every num_processes-th batch (Accelerate pads to a round multiple).
+    batches_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
+    steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum_steps)
+    total_steps = math.ceil(args.epochs * steps_per_epoch)
+    optimizer = _optimizer(model, args)
+    # A prepared scheduler steps once per process per optimizer step.
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(args.warmup_ratio * total_steps) * accelerator.num_processes,
+        total_steps * accelerator.num_processes)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    history = _load_checkpoint(accelerator, run_dir) or History()
+    if history.finished:  # stopped between the last checkpoint and saving the model
+        return _finish(accelerator, model, history, run_dir, tokenizer)
+    return _run(accelerator, model, optimizer, loader, scheduler, args, run_dir, history,
+                total_steps, steps_per_epoch, compute_loss, evaluate, tokenizer, progress)
+
+
+def _run(accelerator, model, optimizer, loader, scheduler, args, run_dir, history,
+         total_steps, steps_per_epoch, compute_loss, evaluate, tokenizer, progress) -> History:
+    started = time.time() - history.elapsed_s
+    model.train()
+    bar = tqdm(total=total_steps, initial=history.step, desc="train", unit="step",
+               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    window = dict(loss=0.0, parts={}, batches=0, sequences=0, t=time.time())
+    stop = False
+    for epoch in range(history.epoch, math.ceil(args.epochs)):
+        history.epoch = epoch
+        epoch_loader = (accelerator.skip_first_batches(loader, history.batch_in_epoch)
+                        if history.batch_in_epoch else loader)
+        epoch_loader.set_epoch(epoch)
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss, parts = compute_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            history.batch_in_epoch += 1
+            _accumulate(window, loss, parts, batch)
+            if not accelerator.sync_gradients:
+                continue
+            history.step += 1
+            bar.update(1)
+            if history.step % args.log_every == 0 or history.step == total_steps:
+                _log(accelerator, history, window, scheduler, steps_per_epoch, bar)
+            if history.step >= total_steps:
+                break
+            if args.max_steps and history.step >= args.max_steps:
+                stop = True
+                break
+            if args.checkpoint_every and history.step % args.checkpoint_every == 0:
+                paused = time.time()
+                history.elapsed_s = paused - started
+                _save_checkpoint(accelerator, history, run_dir)
+                window["t"] += time.time() - paused  # throughput counts training time only
+        if stop:
+            break
+        paused = time.time()
+        history.epoch, history.batch_in_epoch = epoch + 1, 0
+        if evaluate is not None:
+            _evaluate(accelerator, model, evaluate, history)
+        history.finished = history.step >= total_steps
+        history.elapsed_s = time.time() - started
+        _save_checkpoint(accelerator, history, run_dir)
+        window["t"] += time.time() - paused
+        if history.finished:
+            break
+    bar.close()
+    history.elapsed_s = time.time() - started
+    if stop:
+        _save_checkpoint(accelerator, history, run_dir)
+        return history
+    return _finish(accelerator, model, history, run_dir, tokenizer)
+
+
+def _accumulate(window: dict, loss: torch.Tensor, parts: dict, batch: dict) -> None:
+    window["loss"] += loss.detach().float()
+    for name, value in parts.items():
+        window["parts"][name] = window["parts"].get(name, 0.0) + float(value)
+    window["batches"] += 1
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    window["sequences"] += len(first)
+
+
+def _log(accelerator, history: History, window: dict, scheduler, steps_per_epoch, bar) -> None:
+    # One reduce per logged row (not per step) keeps multi-GPU runs fast.
+    n = max(window["batches"], 1)
+    loss = accelerator.reduce(torch.as_tensor(window["loss"], device=accelerator.device),
+                              "mean").item() / n
+    seconds = max(time.time() - window["t"], 1e-9)
+    row = dict(step=history.step, epoch=round(history.step / steps_per_epoch, 4), loss=loss,
+               parts={k: v / n for k, v in window["parts"].items()},
+               lr=scheduler.get_last_lr()[0],
+               seq_per_s=window["sequences"] * accelerator.num_processes / seconds)
+    history.rows.append(row)
+    bar.set_postfix(loss=f"{loss:.3f}", seq_s=f"{row['seq_per_s']:.1f}")
+    window.update(loss=0.0, parts={}, batches=0, sequences=0, t=time.time())
+
+
+def _finish(accelerator, model, history: History, run_dir: Path, tokenizer) -> History:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(run_dir / "model")
+        (run_dir / "history.json").write_text(history.to_json())
+    accelerator.wait_for_everyone()
+    return history
