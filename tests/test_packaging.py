@@ -16,9 +16,8 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def _pyproject_requirements() -> dict[str, Requirement]:
-    """dependencies + [book] + [dev], without the project's references to its own extras."""
-    lines = [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["book"],
-             *PROJECT["optional-dependencies"]["dev"]]
+    """dependencies + every extra, without the project's references to its own extras."""
+    lines = [*PROJECT["dependencies"], *sum(PROJECT["optional-dependencies"].values(), [])]
     requirements = [Requirement(line) for line in lines]
     return {r.name.lower(): r for r in requirements if r.name.lower() != PROJECT["name"]}
 
