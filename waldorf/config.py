@@ -77,6 +77,15 @@ class StudentConfig:
     temperature: float = 2.0  # softens the teacher's spans so runner-up positions carry signal
     hard_label_weight: float = 0.1  # a little gold signal where it exists
     augment_variants: int = 1  # question-word replacement variants per question
+    augment_replace_fraction: float = 0.3  # words replaced per variant: new wording, same meaning
+    augment_pair_rate: float = 0.25  # questions re-paired with another paragraph of the article
+    augment_crop_rate: float = 0.25  # contexts cropped around the answer sentence (keeps gold)
+
+    def augment_options(self) -> dict:
+        """Keyword arguments of ``waldorf.augment.build_transfer_set`` for this profile."""
+        return dict(qwr_variants=self.augment_variants, pair_rate=self.augment_pair_rate,
+                    crop_rate=self.augment_crop_rate,
+                    replace_fraction=self.augment_replace_fraction)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def teacher_logits(model, features: datasets.Dataset, profile: Profile,
         return qa.predict_logits(model, features, profile.eval_batch_size, progress=progress)
 
 
-def _logit_columns(start: np.ndarray, end: np.ndarray) -> datasets.Dataset:
+def logit_columns(start: np.ndarray, end: np.ndarray) -> datasets.Dataset:
     length = start.shape[1]
     row = datasets.List(datasets.Value("float32"), length=length)
     features = datasets.Features(teacher_start_logits=row, teacher_end_logits=row,
@@ -208,7 +208,7 @@ def teacher_cache(profile: Profile | None = None, *, progress: bool = True) -> d
     forward_started = time.time()
     start, end = teacher_logits(model, windows, profile, progress=progress)
     forward_s = time.time() - forward_started
-    cache = datasets.concatenate_datasets([windows, _logit_columns(start, end)], axis=1)
+    cache = datasets.concatenate_datasets([windows, logit_columns(start, end)], axis=1)
     shutil.rmtree(path / "windows.tmp", ignore_errors=True)
     cache.save_to_disk(str(path / "windows.tmp"))
     shutil.rmtree(path / "windows", ignore_errors=True)
@@ -239,3 +239,29 @@ def teacher_features(model, batch: dict, layers: tuple[int, ...] = (-1,)) -> dic
                 end_logits=out.end_logits,  # (batch, seq)
                 hidden_states=[out.hidden_states[i] for i in layers],  # each (batch, seq, hidden)
                 attentions=[out.attentions[i] for i in layers])  # each (batch, heads, seq, seq)
+
+
+def evaluate_teacher(model, tokenizer, examples: datasets.Dataset,
+                     profile: Profile | None = None) -> dict:
+    """``qa.evaluate_qa`` in the precision the teacher was trained and evaluated in, so the
+    scores match the ones recorded at the end of its last epoch.
+
+    Explained in book/02_teacher.ipynb.
+    """
+    profile = profile or get_profile()
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    with _autocast(profile):
+        return qa.evaluate_qa(model, tokenizer, examples, profile)
+
+
+def window_kinds(features: datasets.Dataset) -> np.ndarray:
+    """Label each training window ``answer`` (holds the gold span), ``elsewhere`` (its question
+    is answered in another window) or ``unanswerable`` (its question has no answer).
+
+    ``TeacherConfig.negative_window_keep`` thins out the ``elsewhere`` windows.
+    Explained in book/02_teacher.ipynb.
+    """
+    ids = np.asarray(features["example_id"])
+    has_span = np.asarray(features["start_positions"]) > 0
+    answerable = np.isin(ids, ids[has_span])
+    return np.where(has_span, "answer", np.where(answerable, "elsewhere", "unanswerable"))

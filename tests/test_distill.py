@@ -1,0 +1,239 @@
+"""Tests of waldorf.distill: each loss against hand-computed values, then a tiny stage run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+from waldorf import data
+from waldorf import teacher as teachers
+from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+from waldorf.distill import losses, stages
+from waldorf.models import build_student
+from waldorf.teacher import TeacherRun
+from waldorf.train import History
+
+
+def test_soft_cross_entropy_matches_hand_computation_with_temperature():
+    student = torch.tensor([[0.0, math.log(3.0)]])  # T=1: p_s = [1/4, 3/4]
+    teacher = torch.tensor([[0.0, 0.0]])  # p_t = [1/2, 1/2]
+    expected = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    assert losses.soft_cross_entropy(student, teacher, 1.0).item() == pytest.approx(expected)
+    # T=2: student logits halve -> p_s = [1/(1+sqrt3), sqrt3/(1+sqrt3)]; loss scaled by T^2 = 4
+    s = math.sqrt(3.0)
+    expected_t2 = -4 * (0.5 * math.log(1 / (1 + s)) + 0.5 * math.log(s / (1 + s)))
+    assert losses.soft_cross_entropy(student, teacher, 2.0).item() == pytest.approx(expected_t2)
+
+
+def test_soft_cross_entropy_ignores_padding_and_keeps_cls():
+    student = torch.tensor([[0.0, math.log(3.0), 50.0, -7.0]])
+    teacher = torch.tensor([[0.0, 0.0, -3.0, 90.0]])
+    mask = torch.tensor([[1, 1, 0, 0]])  # positions 2, 3 are padding; 0 is [CLS]
+    expected = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    got = losses.soft_cross_entropy(student, teacher, 1.0, mask)
+    assert got.item() == pytest.approx(expected)
+    # batch mean: a second row with identical distributions has loss = teacher entropy log 2
+    two = losses.soft_cross_entropy(torch.tensor([[0.0, math.log(3.0)], [1.0, 1.0]]),
+                                    torch.tensor([[0.0, 0.0], [2.0, 2.0]]), 1.0)
+    assert two.item() == pytest.approx((expected + math.log(2.0)) / 2)
+
+
+def test_prediction_loss_adds_hard_labels_only_where_gold_exists():
+    out = SimpleNamespace(start_logits=torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]]),
+                          end_logits=torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]]))
+    teacher = torch.zeros(2, 2)
+    positions = torch.tensor([1, 0])
+    has_gold = torch.tensor([True, False])
+    total, parts = losses.prediction_loss(out, teacher, teacher, positions, positions, has_gold,
+                                          temperature=1.0, hard_weight=0.5)
+    soft = (-(0.5 * math.log(0.25) + 0.5 * math.log(0.75)) + math.log(2.0)) / 2
+    hard = -math.log(0.75)  # row 0 only: gold position 1 has p = 3/4; row 1 has no gold
+    assert parts["soft"].item() == pytest.approx(soft)
+    assert parts["hard"].item() == pytest.approx(hard)
+    assert total.item() == pytest.approx(soft + 0.5 * hard)
+    none, _ = losses.prediction_loss(out, teacher, teacher, positions, positions,
+                                     torch.tensor([False, False]), hard_weight=0.5)
+    assert none.item() == pytest.approx(soft)
+
+
+def test_hidden_mse_averages_over_real_tokens_only():
+    student = torch.tensor([[[1.0, 1.0], [3.0, 0.0], [100.0, 100.0]]])
+    teacher = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    # token 0: (1 + 0) / 2 = 0.5; token 1: (4 + 0) / 2 = 2; mean over 2 real tokens = 1.25
+    assert losses.hidden_mse(student, teacher, mask).item() == pytest.approx(1.25)
+
+
+def test_attention_kl_by_hand_and_masked_rows():
+    teacher = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])  # (1, 1, 2, 2)
+    student = torch.tensor([[[[0.25, 0.75], [0.1, 0.9]]]])
+    row0 = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    row1 = math.log(1.0 / 0.1)
+    assert losses.attention_kl(student, teacher).item() == pytest.approx((row0 + row1) / 2)
+    masked = losses.attention_kl(student, teacher, torch.tensor([[1, 0]]))
+    assert masked.item() == pytest.approx(row0)
+    assert losses.attention_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pool_attention_rows_sum_to_one_for_odd_lengths():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(2, 3, 5, 5), dim=-1)
+    pooled = losses.pool_attention(probs, 2)
+    assert pooled.shape == (2, 3, 3, 3)  # ceil(5 / 2)
+    assert torch.allclose(pooled.sum(-1), torch.ones(2, 3, 3))
+    # hand check of one entry: query group {0, 1}, key group {0, 1}
+    expected = (probs[0, 0, 0, :2].sum() + probs[0, 0, 1, :2].sum()) / 2
+    assert pooled[0, 0, 0, 0].item() == pytest.approx(expected.item())
+    # the last (odd) group holds one token: its row is that token's pooled row
+    last = probs[1, 2, 4]
+    assert pooled[1, 2, 2].tolist() == pytest.approx(
+        [last[:2].sum().item(), last[2:4].sum().item(), last[4].item()])
+
+
+def test_pool_attention_ignores_padded_queries():
+    probs = torch.tensor([[[[0.9, 0.1, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0],
+                            [0.2, 0.8, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]]]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    pooled = losses.pool_attention(probs, 2, mask)
+    assert pooled[0, 0, 1].tolist() == pytest.approx([1.0, 0.0])  # only query 2 is real
+    assert losses.pool_mask(mask, 2).tolist() == [[True, True]]
+    assert losses.pool_mask(torch.tensor([[1, 1, 1, 0, 0]]), 2).tolist() == [[True, True, False]]
+
+
+def test_group_heads_and_layer_map():
+    probs = torch.softmax(torch.randn(1, 4, 3, 3), dim=-1)
+    grouped = losses.group_heads(probs, 2)
+    assert torch.allclose(grouped[0, 1], probs[0, 2:].mean(0))
+    assert losses.group_heads(probs, 3).shape == (1, 3, 3, 3)
+    assert torch.allclose(losses.group_heads(probs, 3)[0, 2], probs[0].mean(0))
+    assert losses.layer_map(3, 6) == [1, 3, 5]
+    assert losses.layer_map(4, 12) == [2, 5, 8, 11]
+    assert losses.layer_map(2, 2) == [0, 1]
+
+
+def test_attention_transfer_pools_and_groups_to_the_student():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    teacher_maps = [torch.softmax(torch.randn(2, 4, 6, 6), -1) for _ in range(4)]
+    student_maps = [torch.softmax(torch.randn(2, 2, 3, 3), -1) for _ in range(2)]
+    got = losses.attention_transfer(student_maps, teacher_maps, mask, factor=2)
+    small = losses.pool_mask(mask, 2)
+    expected = torch.stack([
+        losses.attention_kl(s, losses.group_heads(losses.pool_attention(teacher_maps[t], 2, mask),
+                                                  2), small)
+        for s, t in zip(student_maps, [1, 3], strict=True)]).mean()
+    assert got.item() == pytest.approx(expected.item())
+    assert losses.attention_transfer(student_maps, teacher_maps, mask, factor=1) is None
+    assert losses.attention_transfer((), teacher_maps, mask) is None
+
+
+# ---- stages: a tiny random teacher, sharp synthetic teacher logits, a tiny student ----
+
+TINY_WALDORF = dict(hidden_size=32, embedding_size=16, num_attention_heads=2, intermediate_size=64,
+                    num_conv_layers=1, num_transformer_layers=2, num_post_conv_layers=1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(profile, teacher run, teacher cache) in seconds, without fine-tuning a real teacher."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    torch.manual_seed(0)
+    teacher = BertForQuestionAnswering(BertConfig(hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=4, intermediate_size=64))
+    folder = tmp_path_factory.mktemp("tiny-teacher")
+    teacher.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    run = TeacherRun(folder, {"hash": "tiny-teacher", "key": {"data": {"tiny": True}}}, History())
+    base = get_profile("smoke")
+    profile = dataclasses.replace(base, student=dataclasses.replace(
+        base.student, model_overrides=TINY_WALDORF, learning_rate=5e-3,
+        intermediate_epochs=2.0, prediction_epochs=3.0))
+    windows = data.tokenize_squad(data.load_squad("train", profile), tokenizer, profile)
+    seq = len(windows[0]["input_ids"])
+    # A confident teacher (20 nats above the rest on the gold span): a loss a student can lower.
+    start = 20.0 * np.eye(seq, dtype=np.float32)[windows["start_positions"]]
+    end = 20.0 * np.eye(seq, dtype=np.float32)[windows["end_positions"]]
+    cache = datasets.concatenate_datasets([windows, teachers.logit_columns(start, end)], axis=1)
+    return profile, run, cache
+
+
+def _head_and_tail(rows: list[dict]) -> tuple[float, float]:
+    losses_ = [row["loss"] for row in rows]
+    return float(np.mean(losses_[:2])), float(np.mean(losses_[-2:]))
+
+
+def test_distillation_lowers_both_stage_losses_and_is_reused(setup):
+    profile, run, cache = setup
+    result = stages.distill("waldorf", profile, "both", teacher=run, cache=cache, augment=False,
+                            train_args={"log_every": 1}, progress=False)
+    first = result.previous
+    assert first is not None and first.metadata["complete"] and result.metadata["complete"]
+    for stage in (first, result):
+        head, tail = _head_and_tail(stage.history.rows)
+        assert tail < head, stage.model_dir
+        assert all(math.isfinite(v) for row in stage.history.rows for v in row["parts"].values())
+        assert "best_f1" in stage.metadata["dev_scores"]
+    assert set(first.history.rows[0]["parts"]) == {"hidden", "attention"}
+    assert set(result.history.rows[0]["parts"]) == {"soft", "hard"}
+    assert result.metadata["key"]["after"] == first.metadata["hash"]
+    model, _ = result.load()
+    assert model.config.hidden_size == TINY_WALDORF["hidden_size"]
+    again = stages.distill("waldorf", profile, "both", teacher=run, cache=cache, augment=False,
+                           train_args={"log_every": 1}, progress=False)
+    assert again.model_dir == result.model_dir
+    assert again.metadata["created"] == result.metadata["created"]  # found, not retrained
+
+
+def test_intermediate_closure_on_bert_and_waldorf_students(setup):
+    profile, run, cache = setup
+    teacher, _ = run.load()
+    batch = {k: torch.tensor(cache[:4][k]) for k in ("input_ids", "attention_mask",
+                                                      "token_type_ids")}
+    bert = build_student(BertConfig(hidden_size=24, num_hidden_layers=3, num_attention_heads=2,
+                                    intermediate_size=48))
+    bert.set_attn_implementation("eager")
+    waldorf = build_student("waldorf", **TINY_WALDORF)
+    for student, factor in ((bert, 1), (waldorf, 2)):
+        model = stages.DistillModel(student, teacher.config.hidden_size)
+        loss, parts = stages.intermediate_loss(teacher, factor)(model, batch)
+        assert set(parts) == {"hidden", "attention"}
+        assert all(math.isfinite(v) and v > 0 for v in parts.values())
+        loss.backward()
+        assert model.projection.weight.grad is not None
+
+
+def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):
+    _, run, cache = setup
+    teacher, _ = run.load()
+    student = build_student("waldorf", hidden_size=32, factorized_embeddings=False,
+                            num_attention_heads=4, intermediate_size=64, num_conv_layers=0,
+                            downsample=1, num_transformer_layers=2, num_post_conv_layers=0)
+    copied = stages.copy_from_teacher(student, teacher)
+    assert "unit 1 <- teacher layer 1" in copied and "qa_outputs" in copied
+    batch = {k: torch.tensor(cache[:2][k]) for k in ("input_ids", "attention_mask",
+                                                      "token_type_ids")}
+    with torch.no_grad():
+        ours, theirs = student.eval()(**batch), teacher(**batch)
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(ours.start_logits[real], theirs.start_logits[real], atol=1e-4)
+    narrow = build_student("waldorf", **TINY_WALDORF)  # embeds at 16 < the teacher's 32
+    assert "embeddings.word_embeddings" in stages.copy_from_teacher(narrow, teacher)
+    table = teacher.bert.embeddings.word_embeddings.weight.detach()  # (vocab, 32)
+    basis = torch.linalg.svd(table, full_matrices=False)[2][:16].T  # (32, 16): top directions
+    assert torch.allclose(narrow.waldorf.embeddings.word_embeddings.weight, table @ basis,
+                          atol=1e-5)
+
+
+def test_train_without_teacher_runs_on_gold_labels(setup):
+    profile, run, _ = setup
+    result = stages.train_without_teacher("waldorf", profile, teacher=run, epochs=1.0,
+                                          train_args={"log_every": 1}, progress=False)
+    assert result.metadata["complete"] and result.metadata["role"] == "student-gold"
+    assert all(math.isfinite(row["loss"]) for row in result.history.rows)

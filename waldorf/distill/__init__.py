@@ -1,0 +1,35 @@
+"""Distillation of the fine-tuned teacher into a student: losses and the two stages.
+
+``losses`` holds the loss functions (pure tensor code); ``stages`` runs them through the
+training loop. Explained in book/04_distillation.ipynb.
+"""
+
+from waldorf.distill.losses import (
+    attention_kl,
+    attention_transfer,
+    hidden_mse,
+    layer_map,
+    pool_attention,
+    prediction_loss,
+    soft_cross_entropy,
+)
+from waldorf.distill.stages import (
+    StudentRun,
+    copy_from_teacher,
+    distill,
+    train_without_teacher,
+)
+
+__all__ = [
+    "StudentRun",
+    "attention_kl",
+    "attention_transfer",
+    "copy_from_teacher",
+    "distill",
+    "hidden_mse",
+    "layer_map",
+    "pool_attention",
+    "prediction_loss",
+    "soft_cross_entropy",
+    "train_without_teacher",
+]
