@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 
