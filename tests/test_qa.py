@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
@@ -11,8 +12,15 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from waldorf import cli, data
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
-from waldorf.metrics import evaluate_files
-from waldorf.qa import QuestionAnswerer, evaluate_qa, load_qa, predict_logits
+from waldorf.metrics import evaluate_files, squad_evaluate
+from waldorf.qa import (
+    QuestionAnswerer,
+    evaluate_qa,
+    load_qa,
+    predict_logits,
+    span_probabilities,
+    threshold_curve,
+)
 
 FILLER = "Grass grows slowly on the wide plain while the river runs north. "
 LONG_CONTEXT = FILLER * 12 + "At night the zebra sleeps standing up. " + FILLER * 3
@@ -140,3 +148,46 @@ def test_evaluate_qa_returns_official_and_forced_keys(model_dir, tmp_path):
     assert isinstance(out["predictions"], data.QAPredictions)
     assert set(out["predictions"].na_probs) == {"z1", "z2", "r1"}
     assert out["best_f1"] >= out["NoAns_total"] / out["total"] * 100 - 1e-9  # abstain-all floor
+
+
+def test_threshold_curve_spans_abstain_all_to_answer_all(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(SQUAD))
+    examples = data.read_squad_json(path)
+    spans = {"z1": "zebra", "z2": "moon", "r1": "runs north"}
+    na_probs = {"z1": 0.2, "z2": 0.7, "r1": 0.6}
+    answers = {q: "" if na_probs[q] > 0.5 else s for q, s in spans.items()}
+    predictions = data.QAPredictions(answers, na_probs, spans, {})
+    curve = threshold_curve(examples, predictions, [-1.0, 0.5, 0.65, 1.0])
+    assert curve["f1"][0] == pytest.approx(100 / 3)  # abstain everywhere: the NoAns share
+    assert curve["HasAns_f1"][-1] == pytest.approx(squad_evaluate(examples, spans)["HasAns_f1"])
+    assert curve["f1"][1] == pytest.approx(squad_evaluate(examples, answers)["f1"])  # own decision
+    assert curve["HasAns_f1"][2] > curve["HasAns_f1"][1]  # answering r1 too gains its partial F1
+    np.testing.assert_allclose(curve["answered"], [0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(curve["NoAns_f1"], [100, 100, 100, 0])
+    full = threshold_curve(examples, predictions)  # grid plus every na_prob: exact maximum
+    assert {0.0, 0.2, 0.5, 0.6, 0.7, 1.0} <= set(np.round(full["threshold"], 9))
+    assert full["f1"].max() >= squad_evaluate(examples, answers, na_probs)["best_f1"] - 1e-9
+
+
+def test_span_probabilities_point_at_the_answer_across_windows():
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    out = span_probabilities(SpotWord(zebra), tokenizer, "Which animal sleeps standing?",
+                             LONG_CONTEXT, max_length=48, stride=16)
+    assert out["windows"] > 3
+    first, last = out["offsets"][np.argmax(out["start"])]
+    assert LONG_CONTEXT[first:last] == "zebra" and out["tokens"][np.argmax(out["end"])] == "zebra"
+    assert out["start"].max() > 0.99 and out["end"].max() > 0.99  # logit 10 against zeros
+    assert np.all(np.diff(out["offsets"][:, 0]) > 0)  # each paragraph token once, in order
+    assert len(out["tokens"]) == len(tokenizer(LONG_CONTEXT, add_special_tokens=False)["input_ids"])
+
+
+def test_span_probabilities_are_distributions(model_dir):
+    model, tokenizer = load_qa(model_dir)
+    out = span_probabilities(model, tokenizer, "Where does the river run?",
+                             "The river runs north.")
+    assert out["windows"] == 1 and out["tokens"] == ["the", "river", "runs", "north", "."]
+    for key in ["start", "end"]:
+        total = out[key].sum() + out[f"null_{key}"]
+        assert 0.0 < total <= 1.0 + 1e-6  # the rest lies on question and separator tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -120,3 +121,21 @@ def test_teacher_features_are_computed_live(tiny_backbone):
     assert [h.shape for h in out["hidden_states"]] == [(1, seq, 32)] * 2
     assert [a.shape for a in out["attentions"]] == [(1, 2, seq, seq)] * 2
     torch.testing.assert_close(out["attentions"][0].sum(-1), torch.ones(1, 2, seq))
+
+
+def test_evaluate_teacher_reproduces_the_recorded_dev_scores(profile):
+    run = teacher.get_teacher(profile, progress=False)
+    model, tokenizer = run.load()
+    scores = teacher.evaluate_teacher(model, tokenizer, data.load_squad("dev", profile), profile)
+    recorded = run.metadata["dev_scores"]
+    assert recorded and isinstance(scores["predictions"], data.QAPredictions)
+    for key, value in recorded.items():
+        assert scores[key] == pytest.approx(value), key
+
+
+def test_window_kinds_follow_the_labels():
+    features = datasets.Dataset.from_dict({
+        "example_id": ["a", "a", "a", "b", "b", "c"],
+        "start_positions": [0, 7, 0, 0, 0, 3]})
+    kinds = teacher.window_kinds(features).tolist()
+    assert kinds == ["elsewhere", "answer", "elsewhere", "unanswerable", "unanswerable", "answer"]

@@ -22,7 +22,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from waldorf import data
 from waldorf.config import Profile, get_profile, resolve_checkpoint
-from waldorf.metrics import squad_evaluate
+from waldorf.metrics import get_raw_scores, gold_answers, squad_evaluate
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -106,6 +106,76 @@ def evaluate_qa(model, tokenizer, examples: datasets.Dataset,
         scores["forced_HasAns_f1"] = forced["HasAns_f1"]
     scores["predictions"] = predictions
     return scores
+
+
+def threshold_curve(examples: datasets.Dataset, predictions: data.QAPredictions,
+                    thresholds=None) -> dict[str, np.ndarray]:
+    """F1 (all, HasAns, NoAns, in percent) and the share of questions answered when the model
+    answers its best span wherever ``na_prob <= threshold`` and abstains elsewhere.
+
+    The official ``best_f1`` sweeps only the answers the model already gave (it can add
+    abstentions, never answers); this curve sweeps every threshold over the best spans, so
+    it shows the whole trade-off. At 0.5 it is the model's own decision (null score > span).
+    Default thresholds: steps of 0.01 plus every question's na_prob, so the maximum is exact.
+    Explained in book/02_teacher.ipynb.
+    """
+    golds = gold_answers(examples)
+    ids = list(golds)
+    na_prob = np.array([predictions.na_probs[q] for q in ids])  # (questions,)
+    if thresholds is None:
+        thresholds = np.unique(np.r_[np.linspace(0.0, 1.0, 101), na_prob])
+    thresholds = np.asarray(thresholds, dtype=float)
+    _, span_f1 = get_raw_scores(golds, predictions.best_spans)
+    span = np.array([span_f1[q] for q in ids], dtype=float)  # (questions,)
+    has_answer = np.array([bool(golds[q]) for q in ids])  # (questions,)
+    answer = na_prob[None, :] <= thresholds[:, None]  # (thresholds, questions)
+    score = np.where(answer, span[None, :], (~has_answer).astype(float)[None, :]) * 100
+
+    def mean(mask: np.ndarray) -> np.ndarray:
+        return score[:, mask].mean(axis=1) if mask.any() else np.full(len(thresholds), np.nan)
+
+    return {"threshold": thresholds, "f1": mean(np.ones_like(has_answer)),
+            "HasAns_f1": mean(has_answer), "NoAns_f1": mean(~has_answer),
+            "answered": answer.mean(axis=1)}
+
+
+def _softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    logits = np.where(mask, logits, -np.inf)  # padding takes no probability
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def span_probabilities(model, tokenizer, question: str, context: str, max_length: int = 384,
+                       stride: int = 128) -> dict:
+    """What a model believes about one question: P(start) and P(end) of every context token.
+
+    Each window's softmax runs over all its positions ([CLS] included: its share is the
+    window's "no answer"; what is left over falls on question tokens). A token seen by
+    several windows keeps its highest probability. Returns ``tokens``, their character
+    ``offsets`` (tokens x 2), ``start`` and ``end`` probabilities, and ``null_start``/
+    ``null_end``: the [CLS] probabilities of the window whose null score is lowest, the
+    one post-processing compares the best span with. Explained in book/02_teacher.ipynb.
+    """
+    examples = {"id": ["q"], "question": [question], "context": [context]}
+    features = data.prepare_eval_features(examples, tokenizer, max_length, stride)
+    start, end = predict_logits(model, features, batch_size=8, progress=False)  # (windows, seq)
+    mask = np.asarray(features["attention_mask"], dtype=bool)  # (windows, seq)
+    start_p, end_p = _softmax(start, mask), _softmax(end, mask)  # (windows, seq)
+    best = {}  # character offsets -> [token, P(start), P(end)], in paragraph order
+    for w, offsets in enumerate(features["offset_mapping"]):
+        for i, offset in enumerate(offsets):
+            if offset is None:
+                continue
+            token = tokenizer.convert_ids_to_tokens(features["input_ids"][w][i])
+            row = best.setdefault(tuple(offset), [token, 0.0, 0.0])
+            row[1], row[2] = max(row[1], start_p[w, i]), max(row[2], end_p[w, i])
+    order = sorted(best)
+    null = int(np.argmin(start[:, 0] + end[:, 0]))
+    return {"tokens": [best[o][0] for o in order], "offsets": np.array(order, dtype=int),
+            "start": np.array([best[o][1] for o in order]),
+            "end": np.array([best[o][2] for o in order]),
+            "null_start": float(start_p[null, 0]), "null_end": float(end_p[null, 0]),
+            "windows": len(start)}
 
 
 class QuestionAnswerer:
