@@ -55,14 +55,14 @@ def _git(*args: str) -> str | None:
 
 
 def git_revision() -> str:
-    """Short commit of the checkout, ``+dirty`` when tracked files changed; ``unknown`` outside git.
+    """Short commit of the checkout, ``+dirty`` when any file differs; ``unknown`` outside git.
 
     Explained in book/intro.md.
     """
     revision = _git("rev-parse", "--short", "HEAD")
     if not revision:
         return "unknown"
-    changes = _git("status", "--porcelain", "--untracked-files=no")
+    changes = _git("status", "--porcelain")  # untracked code counts: the commit lacks it
     return revision + ("+dirty" if changes else "")
 
 
