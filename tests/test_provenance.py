@@ -32,7 +32,7 @@ def test_collect_accepts_a_profile_name():
     assert provenance.collect("gpu", time.time())["profile"] == "gpu"
 
 
-def test_git_revision_marks_changed_tracked_files(tmp_path, monkeypatch):
+def test_git_revision_marks_changed_and_untracked_files(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "REPO", tmp_path)
     assert provenance.git_revision() == "unknown"  # not a repository
     _git(tmp_path, "init", "-q")
@@ -41,10 +41,13 @@ def test_git_revision_marks_changed_tracked_files(tmp_path, monkeypatch):
     _git(tmp_path, "commit", "-q", "-m", "first")
     clean = provenance.git_revision()
     assert re.fullmatch(r"[0-9a-f]{4,}", clean)
-    (tmp_path / "untracked.txt").write_text("new")
-    assert provenance.git_revision() == clean  # untracked files do not change the code run
+    (tmp_path / "new_module.py").write_text("x = 1")
+    assert provenance.git_revision() == clean + "+dirty"  # the commit lacks code that ran
+    (tmp_path / "new_module.py").unlink()
     (tmp_path / "a.txt").write_text("2")
     assert provenance.git_revision() == clean + "+dirty"
+    (tmp_path / "a.txt").write_text("1")
+    assert provenance.git_revision() == clean
 
 
 @pytest.mark.parametrize(
