@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_models import TINY, tiny_model  # one tiny WaLDORf for every model test
 from transformers import BertConfig, BertForQuestionAnswering
 
-from waldorf.models import WaldorfConfig, WaldorfForQuestionAnswering
+from waldorf.models import WaldorfConfig
 from waldorf.models.inspect import KIND_COLORS, diagram, stages, trace_shapes
-
-TINY = dict(vocab_size=100, embedding_size=16, hidden_size=32, num_attention_heads=4,
-            intermediate_size=64, num_conv_layers=2, conv_kernel_size=3, downsample=2,
-            num_transformer_layers=2, num_post_conv_layers=1, max_position_embeddings=64)
-
-
-def tiny_model(**overrides) -> WaldorfForQuestionAnswering:
-    torch.manual_seed(0)
-    return WaldorfForQuestionAnswering(WaldorfConfig(**{**TINY, **overrides})).eval()
 
 
 def inputs(seq: int, pad: int = 0) -> dict:
