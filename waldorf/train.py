@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
@@ -44,6 +45,9 @@ class TrainArgs:
     checkpoint_every: int = 100  # optimizer steps; also at the end of every epoch
     log_every: int = 10  # optimizer steps per history row
     max_steps: int | None = None  # stop as if interrupted after this many steps; resumable
+    # batches of similar length with padding trimmed: ~20% less compute at length 192,
+    # where the average training window holds 155 real tokens
+    group_by_length: bool = True
 
 
 @dataclass
@@ -98,11 +102,15 @@ def resolve_mixed_precision(requested: str) -> str:
 class EpochSampler(Sampler[int]):
     """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
 
-    Accelerate calls ``set_epoch`` on it when the data loader starts an epoch.
+    With ``lengths``, each block of 50 batches is sorted by length before it is cut into
+    batches (then the batches are shuffled), so a batch holds windows of similar length and
+    ``trim_padding`` can drop most padding. Accelerate calls ``set_epoch`` at each epoch.
     """
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, lengths: torch.Tensor | None = None,
+                 batch_size: int = 1):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -112,7 +120,38 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator)
+        if self.lengths is None:
+            return iter(order.tolist())
+        blocks = [block[torch.argsort(self.lengths[block], descending=True, stable=True)]
+                  for block in order.split(50 * self.batch_size)]
+        batches = torch.cat(blocks).split(self.batch_size)
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return iter(torch.cat([batches[i] for i in shuffled]).tolist())
+
+
+def trim_padding(items: list[dict]) -> dict:
+    """``default_collate``, then every (batch, seq, ...) tensor cut after the batch's longest
+    window (rounded up to a multiple of 8, which down-sampling students need).
+
+    Explained in book/02_teacher.ipynb.
+    """
+    batch = default_collate(items)
+    mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+    if mask is None:
+        return batch
+    full = mask.shape[1]
+    keep = min(full, -(-int(mask.sum(1).max()) // 8) * 8)
+    return {k: v[:, :keep] if v.ndim >= 2 and v.shape[1] == full else v
+            for k, v in batch.items()}
+
+
+def _lengths(dataset) -> torch.Tensor | None:
+    try:
+        mask = dataset.with_format("numpy", columns=["attention_mask"])["attention_mask"]
+    except (AttributeError, KeyError, ValueError):
+        return None  # not a datasets.Dataset of windows: plain shuffle
+    return torch.as_tensor(np.asarray(mask).sum(axis=1))
 
 
 def default_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -198,9 +237,12 @@ def train(model: torch.nn.Module, train_dataset, args: TrainArgs, run_dir: str |
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = _accelerator(args)
     set_seed(args.seed)
+    lengths = _lengths(train_dataset) if args.group_by_length else None
+    grouped = lengths is not None
     loader = DataLoader(train_dataset, batch_size=args.batch_size,
-                        sampler=EpochSampler(len(train_dataset), args.seed),
-                        collate_fn=collate_fn or default_collate,
+                        sampler=EpochSampler(len(train_dataset), args.seed, lengths,
+                                             args.batch_size),
+                        collate_fn=collate_fn or (trim_padding if grouped else default_collate),
                         generator=torch.Generator().manual_seed(args.seed))
     # Each process gets every num_processes-th batch (Accelerate pads to a round multiple).
     batches_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
