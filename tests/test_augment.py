@@ -178,3 +178,15 @@ def test_transfer_windows_label_augmented_rows_once(tmp_path, tokenizer):
     again = augment.transfer_windows(profile, run, cache, options, progress=False)
     assert again["example_id"] == full["example_id"]
     assert augment.transfer_windows(profile, run, cache, None)["example_id"] == cache["example_id"]
+
+
+def test_fractional_qwr_variants_augment_a_share_of_questions(examples, tokenizer,
+                                                                random_embeddings):
+    _, none = _build(examples, tokenizer, random_embeddings, qwr_variants=0, pair_rate=0.0,
+                     crop_rate=0.0)
+    _, some = _build(examples, tokenizer, random_embeddings, qwr_variants=0.5, pair_rate=0.0,
+                     crop_rate=0.0)
+    _, all_ = _build(examples, tokenizer, random_embeddings, qwr_variants=1, pair_rate=0.0,
+                     crop_rate=0.0)
+    assert none["qwr"] == 0
+    assert 0 < some["qwr"] < all_["qwr"]

@@ -179,15 +179,16 @@ def crop_options(context: str, answers: dict, rng: random.Random) -> list[tuple[
 
 
 def build_transfer_set(examples: datasets.Dataset, tokenizer, embeddings: torch.Tensor, *,
-                       qwr_variants: int = 1, pair_rate: float = 0.25, crop_rate: float = 0.25,
+                       qwr_variants: float = 1, pair_rate: float = 0.25, crop_rate: float = 0.25,
                        replace_fraction: float = 0.3, top_k: int = 8, seed: int = 0,
                        ) -> tuple[datasets.Dataset, dict[str, int]]:
     """Originals plus their augmentations, and how many rows each augmentation added.
 
-    ``qwr_variants`` variants per question; ``pair_rate``/``crop_rate`` copies per question on
-    average (0 switches an augmentation off). Added columns: ``origin`` ("original", "qwr",
-    "pair", "crop") and ``has_gold``. ``qwr``/``pair`` rows have empty answers, which here
-    means "label unknown, ask the teacher", not "unanswerable": read ``has_gold``.
+    ``qwr_variants``, ``pair_rate`` and ``crop_rate``: copies per question on average
+    (0 switches an augmentation off; 0.25 augments a random quarter of the questions).
+    Added columns: ``origin`` ("original", "qwr", "pair", "crop") and ``has_gold``.
+    ``qwr``/``pair`` rows have empty answers, which here means "label unknown, ask the
+    teacher", not "unanswerable": read ``has_gold``.
     Explained in book/04_distillation.ipynb.
     """
     rows = examples.to_list()
@@ -204,7 +205,7 @@ def build_transfer_set(examples: datasets.Dataset, tokenizer, embeddings: torch.
         out["original"].append({**r, "origin": "original", "has_gold": True})
         if qwr_variants > 0:
             seen = {r["question"]}
-            for k in range(qwr_variants):
+            for k in range(_copies(qwr_variants, random.Random(f"{seed}:qwrn:{r['id']}"))):
                 rng = random.Random(f"{seed}:qwr:{r['id']}:{k}")
                 for _ in range(5):  # a few draws to find a question not produced yet
                     q = replace_question_words(r["question"], neighbours, replace_fraction, rng)

@@ -1,0 +1,65 @@
+"""How close a student came to its teacher: margins over the all-no-answer floor and agreement.
+
+SQuAD 2.0 dev splits reward never answering with the share of unanswerable questions (57.1 F1
+on the offline ``dev.json``), so a model is judged by its *margin* over that floor, and a
+student by the share of the teacher's margin it keeps. Explained in book/04_distillation.ipynb.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from waldorf.data import QAPredictions
+from waldorf.metrics import normalize_answer
+
+
+def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
+    """One row per model: ``best_f1``, its margin over ``floor``, the share of the teacher's
+    margin kept, and span quality (``forced_HasAns_f1``).
+
+    ``scores``: model name -> official scores (``qa.evaluate_qa`` or a run's recorded scores).
+    Explained in book/04_distillation.ipynb.
+    """
+    teacher_margin = scores[teacher]["best_f1"] - floor
+    rows = {name: {"best_f1": s["best_f1"], "margin over floor": s["best_f1"] - floor,
+                   "share of teacher margin (%)": 100 * (s["best_f1"] - floor) / teacher_margin,
+                   "forced_HasAns_f1": s.get("forced_HasAns_f1", np.nan)}
+            for name, s in scores.items()}
+    return pd.DataFrame(rows).T
+
+
+def decisions(predictions: QAPredictions, threshold: float) -> dict[str, bool]:
+    """Question id -> answered?, as the official ``best_f1`` decides at ``threshold``: the model
+    answers where it gave an answer and its P(no answer) is at most the threshold.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    return {qid: bool(answer) and predictions.na_probs[qid] <= threshold
+            for qid, answer in predictions.answers.items()}
+
+
+def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold: float,
+              student_threshold: float) -> dict:
+    """How often the student decides and answers like the teacher.
+
+    ``span``: share of questions whose best spans match after SQuAD normalisation;
+    ``decision``: share with the same answer/abstain decision (each model at its own best
+    threshold); ``table``: the 2x2 counts of those decisions.
+    Explained in book/04_distillation.ipynb.
+    """
+    ids = sorted(teacher.answers)
+    missing = set(ids) ^ set(student.answers)
+    if missing:
+        raise ValueError(f"teacher and student predictions cover different questions, "
+                         f"e.g. {sorted(missing)[:3]}")
+    same_span = [normalize_answer(teacher.best_spans[i]) == normalize_answer(student.best_spans[i])
+                 for i in ids]
+    t, s = decisions(teacher, teacher_threshold), decisions(student, student_threshold)
+    table = pd.crosstab(pd.Series([t[i] for i in ids], name="teacher answers"),
+                        pd.Series([s[i] for i in ids], name="student answers"))
+    return {"span": float(np.mean(same_span)),
+            "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
+
+
+__all__ = ["agreement", "decisions", "margin_table"]
