@@ -27,6 +27,7 @@ import math
 import random
 import re
 import shutil
+import time
 from collections import defaultdict
 
 import datasets
@@ -253,6 +254,14 @@ def transfer_set(profile: Profile | None = None, model_dir: str | None = None,
     return build_transfer_set(examples, tokenizer, embeddings, **options)
 
 
+def transfer_key(profile: Profile, run: teachers.TeacherRun, options: dict) -> dict:
+    """What the teacher-labelled augmented windows depend on (their artifact key).
+
+    Explained in book/04_distillation.ipynb.
+    """
+    return dict(teacher_cache=teachers.cache_key(profile, run), augment=options, seed=profile.seed)
+
+
 def transfer_windows(profile: Profile, run: teachers.TeacherRun,
                      cache: datasets.Dataset | None = None, options: dict | None = None,
                      progress: bool = True) -> datasets.Dataset:
@@ -268,10 +277,10 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         cache = cache.add_column("has_gold", [True] * len(cache))
     if options is None:
         return cache
-    key = dict(teacher_cache=teachers.cache_key(profile, run), augment=options, seed=profile.seed)
-    path = artifact_dir("transfer-set", profile.name, key)
+    path = artifact_dir("transfer-set", profile.name, transfer_key(profile, run, options))
     meta = read_metadata(path)
     if not (meta and meta.get("complete")):
+        started = time.time()
         model, tokenizer = run.load()
         embeddings = model.get_input_embeddings().weight.detach()
         examples = load_squad("train", profile)
@@ -288,7 +297,8 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         labelled = labelled.add_column("has_gold", [gold[i] for i in labelled["example_id"]])
         shutil.rmtree(path / "windows", ignore_errors=True)
         labelled.save_to_disk(str(path / "windows"))
-        write_metadata(path, "transfer-set", profile.name, key, complete=True, counts=counts,
-                       windows=len(labelled))
+        write_metadata(path, "transfer-set", profile.name, transfer_key(profile, run, options),
+                       complete=True, counts=counts, windows=len(labelled),
+                       duration_s=time.time() - started)
     extra = datasets.load_from_disk(str(path / "windows")).cast(cache.features)
     return datasets.concatenate_datasets([cache, extra])

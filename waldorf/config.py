@@ -51,15 +51,15 @@ class TeacherConfig:
     # 1.5 passes fit the chapter's 45-minute budget on 2 cores (fine-tuning at ~11 windows/s
     # plus the cache); two passes would take ~57 minutes there
     epochs: float = 1.5
-    # small models tolerate (and need) a larger rate than BERT's 3e-5; in a 16-run sweep
-    # (book/02_teacher.ipynb) 2e-4 edged out 1e-4 and 3e-4, within the seed-to-seed spread
+    # small models tolerate (and need) a larger rate than BERT's 3e-5; in a 16-run development
+    # sweep (scripts/README.md) 2e-4 edged out 1e-4 and 3e-4, within the seed-to-seed spread
     learning_rate: float = 2e-4
     batch_size: int = 32
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     # Fraction of answer-less windows of *answerable* questions kept for training. Keeping
     # them all teaches "abstain" where the answer is in another window; thinning them to
-    # 0.3 saved 7% of each epoch but cost ~0.5 best-F1 in the sweep.
+    # 0.3 saved 7% of each epoch but did not sharpen the decision (scripts/README.md).
     negative_window_keep: float = 1.0
 
 
@@ -77,7 +77,8 @@ class StudentConfig:
     # live teacher pass per window, so each stage gets half a pass over the transfer set.
     intermediate_epochs: float = 0.5  # stage 1: hidden states and attention maps
     prediction_epochs: float = 0.5  # stage 2: soft start/end distributions
-    # a short schedule from a teacher-initialised student: 6e-4 beat 3e-4 and 1e-4 (gpu sweep)
+    # a short schedule from a teacher-initialised student: 6e-4 did at least as well as 3e-4,
+    # and 1e-4 worse, in the development sweep (scripts/README.md)
     learning_rate: float = 6e-4
     batch_size: int = 32
     temperature: float = 2.0  # softens the teacher's spans so runner-up positions carry signal
