@@ -38,3 +38,9 @@ def test_agreement_rejects_different_questions():
     other = _preds({"b": ""}, {"b": 0.9}, {"b": "x"})
     with pytest.raises(ValueError, match="different questions"):
         agreement(one, other, 0.5, 0.5)
+
+
+def test_margin_table_without_a_teacher_margin_gives_no_share():
+    table = margin_table({"teacher": {"best_f1": 57.0}, "student": {"best_f1": 58.0}}, floor=57.0)
+    assert table["share of teacher margin (%)"].isna().all()
+    assert table.loc["student", "margin over floor"] == pytest.approx(1.0)

@@ -8,7 +8,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
-from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
+from waldorf.train import (
+    EpochSampler,
+    History,
+    TrainArgs,
+    resolve_mixed_precision,
+    train,
+    trim_padding,
+)
 
 SEQ = 16
 
@@ -95,3 +102,29 @@ def test_mixed_precision_is_resolved_for_the_hardware():
     assert resolve_mixed_precision("fp16") in ("fp16", "bf16", "no")
     with pytest.raises(ValueError, match="mixed_precision"):
         resolve_mixed_precision("fp8")
+
+
+def test_length_grouped_sampler_is_a_seeded_permutation_of_similar_lengths():
+    lengths = torch.randint(10, 200, (1000,), generator=torch.Generator().manual_seed(0))
+    sampler = EpochSampler(1000, seed=3, lengths=lengths, batch_size=10)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    assert order == list(EpochSampler(1000, seed=3, lengths=lengths, batch_size=10))
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    spread = [int(lengths[order[i:i + 10]].max() - lengths[order[i:i + 10]].min())
+              for i in range(0, 1000, 10)]
+    assert max(spread) < 40  # sorted within blocks of 500: neighbours have similar lengths
+
+
+def test_trim_padding_cuts_every_sequence_tensor_after_the_longest_window():
+    mask = torch.zeros(2, 32, dtype=torch.long)
+    mask[0, :11], mask[1, :5] = 1, 1
+    items = [dict(input_ids=torch.arange(32), attention_mask=mask[i],
+                  teacher_start_logits=torch.randn(32), start_positions=torch.tensor(3))
+             for i in range(2)]
+    batch = trim_padding(items)
+    assert batch["input_ids"].shape == (2, 16)  # 11 real tokens, rounded up to a multiple of 8
+    assert batch["teacher_start_logits"].shape == (2, 16)
+    assert batch["start_positions"].shape == (2,)
+    assert torch.equal(batch["attention_mask"].sum(1), torch.tensor([11, 5]))

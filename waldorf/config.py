@@ -73,9 +73,9 @@ class StudentConfig:
     # WaldorfConfig fields to change; the architecture's defaults live in
     # waldorf/models/configuration_waldorf.py, next to the reasons for them.
     model_overrides: dict = field(default_factory=dict)
-    # The cpu profile's budget is 45 minutes for the whole chapter on 2 cores; stage 1 pays a
-    # live teacher pass per window, so each stage gets half a pass over the transfer set.
-    intermediate_epochs: float = 0.5  # stage 1: hidden states and attention maps
+    # The cpu profile's budget is 45 minutes for the whole chapter on 2 cores, controls
+    # included; stage 1 pays a live teacher pass per window (~15 windows/s), stage 2 does not.
+    intermediate_epochs: float = 0.4  # stage 1: hidden states and attention maps
     prediction_epochs: float = 0.5  # stage 2: soft start/end distributions
     # a short schedule from a teacher-initialised student: 6e-4 did at least as well as 3e-4,
     # and 1e-4 worse, in the development sweep (scripts/README.md)
@@ -83,12 +83,13 @@ class StudentConfig:
     batch_size: int = 32
     temperature: float = 2.0  # softens the teacher's spans so runner-up positions carry signal
     hard_label_weight: float = 0.1  # a little gold signal where it exists
-    # question-word replacement variants per question (a fraction: that share of questions);
-    # every augmented window costs a teacher pass to label, so the cpu profile adds ~9k
-    augment_variants: float = 0.25
+    # Copies per question on average (0.15: a random 15% of the questions each). Every
+    # augmented window costs a teacher pass to label and lengthens each epoch, so the cpu
+    # profile adds ~5k questions; the gpu profile adds four rewordings per question.
+    augment_variants: float = 0.15  # question-word replacement variants
     augment_replace_fraction: float = 0.3  # words replaced per variant: new wording, same meaning
-    augment_pair_rate: float = 0.25  # questions re-paired with another paragraph of the article
-    augment_crop_rate: float = 0.25  # contexts cropped around the answer sentence (keeps gold)
+    augment_pair_rate: float = 0.15  # questions re-paired with another paragraph of the article
+    augment_crop_rate: float = 0.15  # contexts cropped around the answer sentence (keeps gold)
 
     def augment_options(self) -> dict:
         """Keyword arguments of ``waldorf.augment.build_transfer_set`` for this profile."""
@@ -144,7 +145,9 @@ PROFILES: dict[str, Profile] = {
             epochs=2.0, learning_rate=3e-5, batch_size=48,
         ),
         student=StudentConfig(intermediate_epochs=3.0, prediction_epochs=3.0, batch_size=64,
-                              augment_variants=4),
+                              learning_rate=3e-4,  # a long schedule: the steadier rate
+                              augment_variants=4, augment_pair_rate=0.25,
+                              augment_crop_rate=0.25),
         eval_batch_size=256,
     ),
 }

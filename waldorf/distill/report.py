@@ -16,14 +16,15 @@ from waldorf.metrics import normalize_answer
 
 def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
     """One row per model: ``best_f1``, its margin over ``floor``, the share of the teacher's
-    margin kept, and span quality (``forced_HasAns_f1``).
+    margin kept (NaN when the teacher has no margin), and span quality (``forced_HasAns_f1``).
 
     ``scores``: model name -> official scores (``qa.evaluate_qa`` or a run's recorded scores).
     Explained in book/04_distillation.ipynb.
     """
     teacher_margin = scores[teacher]["best_f1"] - floor
+    scale = 100 / teacher_margin if teacher_margin > 0 else np.nan  # no margin, no share
     rows = {name: {"best_f1": s["best_f1"], "margin over floor": s["best_f1"] - floor,
-                   "share of teacher margin (%)": 100 * (s["best_f1"] - floor) / teacher_margin,
+                   "share of teacher margin (%)": (s["best_f1"] - floor) * scale,
                    "forced_HasAns_f1": s.get("forced_HasAns_f1", np.nan)}
             for name, s in scores.items()}
     return pd.DataFrame(rows).T
