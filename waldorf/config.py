@@ -48,8 +48,8 @@ class TeacherConfig:
     """How the teacher is fine-tuned. Explained in book/02_teacher.ipynb."""
 
     checkpoint: str = BUNDLED_MINILM  # offline backbone; the gpu profile names a large hub model
-    # 1.5 passes fit the chapter's 45-minute budget on 2 cores (fine-tuning at ~11 windows/s
-    # plus the cache); two passes would take ~57 minutes there
+    # 1.5 passes fit the chapter's 45-minute budget on 2 cores (40 minutes with the cache, at
+    # ~12 windows/s); two passes would take ~52
     epochs: float = 1.5
     # small models tolerate (and need) a larger rate than BERT's 3e-5; in a 16-run development
     # sweep (scripts/README.md) 2e-4 edged out 1e-4 and 3e-4, within the seed-to-seed spread
