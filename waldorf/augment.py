@@ -277,7 +277,8 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         cache = cache.add_column("has_gold", [True] * len(cache))
     if options is None:
         return cache
-    path = artifact_dir("transfer-set", profile.name, transfer_key(profile, run, options))
+    key = transfer_key(profile, run, options)
+    path = artifact_dir("transfer-set", profile.name, key)
     meta = read_metadata(path)
     if not (meta and meta.get("complete")):
         started = time.time()
@@ -297,8 +298,7 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         labelled = labelled.add_column("has_gold", [gold[i] for i in labelled["example_id"]])
         shutil.rmtree(path / "windows", ignore_errors=True)
         labelled.save_to_disk(str(path / "windows"))
-        write_metadata(path, "transfer-set", profile.name, transfer_key(profile, run, options),
-                       complete=True, counts=counts, windows=len(labelled),
-                       duration_s=time.time() - started)
+        write_metadata(path, "transfer-set", profile.name, key, complete=True, counts=counts,
+                       windows=len(labelled), duration_s=time.time() - started)
     extra = datasets.load_from_disk(str(path / "windows")).cast(cache.features)
     return datasets.concatenate_datasets([cache, extra])
