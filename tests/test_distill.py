@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 from waldorf import data
 from waldorf import teacher as teachers
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
-from waldorf.distill import losses, stages
+from waldorf.distill import copy_from_teacher, losses, stages
 from waldorf.models import build_student
 from waldorf.teacher import TeacherRun
 from waldorf.train import History
@@ -116,6 +116,21 @@ def test_group_heads_and_layer_map():
     assert losses.layer_map(3, 6) == [1, 3, 5]
     assert losses.layer_map(4, 12) == [2, 5, 8, 11]
     assert losses.layer_map(2, 2) == [0, 1]
+    assert losses.layer_map(3, 6, "top") == [3, 4, 5]
+    assert losses.layer_map(4, 2, "top") == [0, 0, 0, 1]
+    with pytest.raises(ValueError, match="layer mapping"):
+        losses.layer_map(3, 6, "bottom")
+
+
+def test_pooled_hidden_mse_compares_group_means_over_real_tokens():
+    teacher = torch.tensor([[[1.0], [3.0], [5.0], [9.0]]])  # (1, 4, 1); token 3 is padding
+    mask = torch.tensor([[1, 1, 1, 0]])
+    stretched = torch.tensor([[[2.0], [2.0], [5.0], [5.0]]])  # group means 2 and 5, repeated
+    assert losses.pooled_hidden_mse(stretched, teacher, mask, 2).item() == pytest.approx(0.0)
+    off = stretched + torch.tensor([[[1.0], [1.0], [0.0], [0.0]]])  # group 0 off by 1
+    assert losses.pooled_hidden_mse(off, teacher, mask, 2).item() == pytest.approx(0.5)
+    assert losses.pooled_hidden_mse(off, teacher, mask, 1).item() == pytest.approx(
+        losses.hidden_mse(off, teacher, mask).item())
 
 
 def test_attention_transfer_pools_and_groups_to_the_student():
@@ -180,7 +195,7 @@ def test_distillation_lowers_both_stage_losses_and_is_reused(setup):
         assert tail < head, stage.model_dir
         assert all(math.isfinite(v) for row in stage.history.rows for v in row["parts"].values())
         assert "best_f1" in stage.metadata["dev_scores"]
-    assert set(first.history.rows[0]["parts"]) == {"hidden", "attention"}
+    assert set(first.history.rows[0]["parts"]) == {"hidden", "units", "attention"}
     assert set(result.history.rows[0]["parts"]) == {"soft", "hard"}
     assert result.metadata["key"]["after"] == first.metadata["hash"]
     model, _ = result.load()
@@ -200,13 +215,17 @@ def test_intermediate_closure_on_bert_and_waldorf_students(setup):
                                     intermediate_size=48))
     bert.set_attn_implementation("eager")
     waldorf = build_student("waldorf", **TINY_WALDORF)
-    for student, factor in ((bert, 1), (waldorf, 2)):
+    one_unit = build_student("waldorf", **{**TINY_WALDORF, "num_transformer_layers": 1})
+    expected = {"hidden", "units", "attention"}
+    for student, factor, terms in ((bert, 1, expected), (waldorf, 2, expected),
+                                   (one_unit, 2, expected | {"front"})):
         model = stages.DistillModel(student, teacher.config.hidden_size)
-        loss, parts = stages.intermediate_loss(teacher, factor)(model, batch)
-        assert set(parts) == {"hidden", "attention"}
+        loss, parts = stages.intermediate_loss(teacher, factor, "top")(model, batch)
+        assert set(parts) == terms  # one unit <- the top layer; the conv unit <- the one below
         assert all(math.isfinite(v) and v > 0 for v in parts.values())
         loss.backward()
         assert model.projection.weight.grad is not None
+    assert isinstance(stages.DistillModel(bert, 32).unit_projection, torch.nn.Linear)  # 24 -> 32
 
 
 def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):
@@ -215,16 +234,29 @@ def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):
     student = build_student("waldorf", hidden_size=32, factorized_embeddings=False,
                             num_attention_heads=4, intermediate_size=64, num_conv_layers=0,
                             downsample=1, num_transformer_layers=2, num_post_conv_layers=0)
-    copied = stages.copy_from_teacher(student, teacher)
+    copied = copy_from_teacher(student, teacher)
     assert "unit 1 <- teacher layer 1" in copied and "qa_outputs" in copied
     batch = {k: torch.tensor(cache[:2][k]) for k in ("input_ids", "attention_mask",
                                                       "token_type_ids")}
-    with torch.no_grad():
-        ours, theirs = student.eval()(**batch), teacher(**batch)
     real = batch["attention_mask"].bool()
-    assert torch.allclose(ours.start_logits[real], theirs.start_logits[real], atol=1e-4)
+    # conv units start as identities: with them (and no down-sampling) it is still the teacher
+    with_conv = build_student("waldorf", hidden_size=32, factorized_embeddings=False,
+                              num_attention_heads=4, intermediate_size=64, num_conv_layers=2,
+                              downsample=1, num_transformer_layers=2, num_post_conv_layers=1)
+    assert "conv_units start as identity" in copy_from_teacher(with_conv, teacher)
+    with torch.no_grad():
+        theirs = teacher(**batch)
+        for ours in (student.eval()(**batch), with_conv.eval()(**batch)):
+            assert torch.allclose(ours.start_logits[real], theirs.start_logits[real], atol=1e-4)
+    top = build_student("waldorf", **{**TINY_WALDORF, "num_transformer_layers": 1})
+    assert "unit 0 <- teacher layer 1" in copy_from_teacher(top, teacher, "top")
     narrow = build_student("waldorf", **TINY_WALDORF)  # embeds at 16 < the teacher's 32
-    assert "embeddings.word_embeddings" in stages.copy_from_teacher(narrow, teacher)
+    assert "embeddings.word_embeddings" in copy_from_teacher(narrow, teacher)
+    x = torch.randn(1, 5, 32)  # down-sampling starts as the mean of each pair, normalised
+    got, _ = narrow.waldorf.downsample(x, None)
+    pairs = torch.nn.functional.pad(x, (0, 0, 0, 1)).view(1, 3, 2, 32).mean(2)  # (1, 3, 32)
+    expected = torch.nn.functional.layer_norm(pairs, (32,), eps=1e-12)
+    assert torch.allclose(got, expected, atol=1e-4)
     table = teacher.bert.embeddings.word_embeddings.weight.detach()  # (vocab, 32)
     basis = torch.linalg.svd(table, full_matrices=False)[2][:16].T  # (32, 16): top directions
     assert torch.allclose(narrow.waldorf.embeddings.word_embeddings.weight, table @ basis,

@@ -1,9 +1,11 @@
-"""waldorf.distill.report: margins over the floor and teacher-student agreement."""
+"""waldorf.distill.report: margins over the floor, agreement, and the reduced teacher."""
 
 import pytest
+import torch
+from transformers import BertConfig, BertForQuestionAnswering
 
 from waldorf.data import QAPredictions
-from waldorf.distill.report import agreement, decisions, margin_table
+from waldorf.distill.report import ReducedTeacher, agreement, decisions, margin_table
 
 
 def _preds(answers, na_probs, spans):
@@ -44,3 +46,22 @@ def test_margin_table_without_a_teacher_margin_gives_no_share():
     table = margin_table({"teacher": {"best_f1": 57.0}, "student": {"best_f1": 58.0}}, floor=57.0)
     assert table["share of teacher margin (%)"].isna().all()
     assert table.loc["student", "margin over floor"] == pytest.approx(1.0)
+
+
+def test_reduced_teacher_is_the_teacher_with_all_layers_and_merges_pairs_when_downsampled():
+    torch.manual_seed(0)
+    teacher = BertForQuestionAnswering(BertConfig(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+        vocab_size=100, attn_implementation="eager")).eval()
+    ids = torch.randint(1, 100, (2, 7))  # (batch, seq)
+    mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    with torch.no_grad():
+        full = teacher(input_ids=ids, attention_mask=mask)
+        same = ReducedTeacher(teacher, [0, 1, 2])(ids, mask)
+        halved = ReducedTeacher(teacher, [2], downsample=2)(ids, mask)
+        one_layer = ReducedTeacher(teacher, [2])(ids, mask)
+    real = mask.bool()
+    assert torch.allclose(same.start_logits[real], full.start_logits[real], atol=1e-5)
+    assert not torch.allclose(one_layer.start_logits[real], full.start_logits[real], atol=1e-4)
+    assert torch.equal(halved.start_logits[:, 0], halved.start_logits[:, 1])  # one merged pair
+    assert halved.end_logits.shape == (2, 7)

@@ -4,6 +4,7 @@
 training loop. Explained in book/04_distillation.ipynb.
 """
 
+from waldorf.distill.from_teacher import copy_from_teacher
 from waldorf.distill.losses import (
     attention_kl,
     attention_transfer,
@@ -15,7 +16,6 @@ from waldorf.distill.losses import (
 )
 from waldorf.distill.stages import (
     StudentRun,
-    copy_from_teacher,
     distill,
     train_without_teacher,
 )

@@ -1,8 +1,9 @@
 """The distillation losses: pure functions of tensors, so each can be checked by hand.
 
-Stage 1 (intermediate) matches the student's final hidden states and attention maps to the
-teacher's; stage 2 (prediction) matches its start/end distributions at a temperature. Padding
-never counts: every function takes the window's ``attention_mask`` (1 = real token).
+Stage 1 (intermediate) matches the student's hidden states (final and per unit) and attention
+maps to the teacher's; stage 2 (prediction) matches its start/end distributions at a
+temperature. Padding never counts: every function takes the window's ``attention_mask``
+(1 = real token).
 
 Explained in book/04_distillation.ipynb.
 """
@@ -177,20 +178,46 @@ def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     return (sq * rows).sum() / rows.sum().clamp(min=1.0)
 
 
-def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher layer (0-based) each student transformer unit learns from: uniform, last to last.
+LAYER_MAPPINGS = ("top", "uniform")
 
-    Unit i <- teacher layer ceil((i + 1) * N_t / N_s) - 1, TinyBERT's g(m) = m * N/M:
-    3 units from 6 layers -> [1, 3, 5]; 4 from 12 -> [2, 5, 8, 11].
+
+def layer_map(student_layers: int, teacher_layers: int, mode: str = "uniform") -> list[int]:
+    """Teacher layer (0-based) each student transformer unit learns from (and is copied from).
+
+    ``uniform``: unit i <- teacher layer ceil((i + 1) * N_t / N_s) - 1, TinyBERT's
+    g(m) = m * N/M: 3 units from 6 layers -> [1, 3, 5]; 4 from 12 -> [2, 5, 8, 11].
+    ``top``: the teacher's top N_s layers, consecutive: 3 from 6 -> [3, 4, 5]. Copied layers
+    then feed each other as in the teacher, and the student's units below them (WaLDORf's
+    convolutions) stand in for the teacher's lower layers.
     Explained in book/04_distillation.ipynb.
     """
+    if mode not in LAYER_MAPPINGS:
+        raise ValueError(f"layer mapping must be one of {LAYER_MAPPINGS}, got {mode!r}")
+    if mode == "top":
+        return [max(0, teacher_layers - student_layers + i) for i in range(student_layers)]
     return [math.ceil((i + 1) * teacher_layers / student_layers) - 1
             for i in range(student_layers)]
 
 
+def pooled_hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                      mask: torch.Tensor, factor: int = 1) -> torch.Tensor:
+    """``hidden_mse`` on groups of ``factor`` tokens, for units that run down-sampled.
+
+    Such a unit reports its state repeated over the tokens of each group, so it is compared
+    with the mean of the teacher's states over the same real tokens. Shapes (batch, seq,
+    hidden) and mask (batch, seq). Explained in book/04_distillation.ipynb.
+    """
+    weight = mask[..., None].float()  # (batch, seq, 1)
+    student = pool_sequence(student_hidden.float(), factor, 1, weight)  # (batch, seq', hidden)
+    teacher = pool_sequence(teacher_hidden.float(), factor, 1, weight)  # (batch, seq', hidden)
+    return hidden_mse(student, teacher, pool_mask(mask, factor))
+
+
 def attention_transfer(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor],
-                       mask: torch.Tensor, factor: int = 1) -> torch.Tensor | None:
-    """Mean attention KL of each student unit against its ``layer_map`` teacher layer.
+                       mask: torch.Tensor, factor: int = 1,
+                       mapping: Sequence[int] | None = None) -> torch.Tensor | None:
+    """Mean attention KL of each student unit against its teacher layer in ``mapping``
+    (default: ``layer_map``'s uniform one).
 
     Teacher maps (batch, t_heads, seq, seq) are pooled ``factor`` times (the student's
     down-sampling) and grouped into the student's heads; ``mask`` is the window's (batch, seq).
@@ -199,8 +226,8 @@ def attention_transfer(student_maps: Sequence[torch.Tensor], teacher_maps: Seque
     """
     small_mask = pool_mask(mask, factor)  # (batch, seq')
     terms = []
-    for student_map, t in zip(student_maps, layer_map(len(student_maps), len(teacher_maps)),
-                              strict=True):
+    mapping = mapping or layer_map(len(student_maps), len(teacher_maps))
+    for student_map, t in zip(student_maps, mapping, strict=True):
         pooled = pool_attention(teacher_maps[t].float(), factor, mask)  # (b, t_heads, s', s')
         pooled = group_heads(pooled, student_map.shape[1])  # (batch, heads, seq', seq')
         if pooled.shape != student_map.shape:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from waldorf.data import QAPredictions
+from waldorf.distill.losses import pool_mask, pool_sequence
 from waldorf.metrics import normalize_answer
 
 
@@ -63,4 +67,35 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
-__all__ = ["agreement", "decisions", "margin_table"]
+class ReducedTeacher(nn.Module):
+    """A BERT-style teacher that keeps only ``layers``, optionally on a sequence shortened
+    ``downsample`` times (masked mean of neighbouring tokens, repeated back before the head).
+
+    No training: it shows what a student built from those copied layers would answer at step
+    0, so the two reasons a student must relearn (layers removed, tokens merged) are measured
+    apart. Use it like any QA model (``qa.evaluate_qa``).
+    Explained in book/04_distillation.ipynb.
+    """
+
+    def __init__(self, teacher: nn.Module, layers: list[int], downsample: int = 1):
+        super().__init__()
+        self.teacher, self.layers, self.factor = teacher, list(layers), downsample
+        self.config = teacher.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> QuestionAnsweringModelOutput:
+        bert = self.teacher.base_model
+        x = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (b, seq, h)
+        seq, f = x.shape[1], self.factor
+        x = pool_sequence(x, f, 1, attention_mask[..., None].float())  # (batch, seq', hidden)
+        small = pool_mask(attention_mask, f)  # (batch, seq')
+        bias = (~small)[:, None, None, :] * torch.finfo(x.dtype).min  # (batch, 1, 1, seq')
+        for i in self.layers:
+            x = bert.encoder.layer[i](x, attention_mask=bias)  # (batch, seq', hidden)
+        x = x.repeat_interleave(f, dim=1)[:, :seq]  # (batch, seq, hidden)
+        start, end = self.teacher.qa_outputs(x).unbind(-1)  # (batch, seq) each
+        return QuestionAnsweringModelOutput(start_logits=start.contiguous(),
+                                            end_logits=end.contiguous())
+
+
+__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table"]

@@ -1,9 +1,10 @@
 """The two distillation stages, run through the book's one training loop.
 
 Stage 1 (``intermediate``) runs the teacher live and matches the student's final hidden states
-(through a learned linear projection to the teacher's width) and the attention maps of its
-transformer units to the teacher's (``losses.layer_map``: unit i <- teacher layer
-ceil((i + 1) * N_t / N_s) - 1, so 3 units learn from MiniLM's 2nd, 4th and 6th layers). Stage 2
+(through a learned linear projection to the teacher's width), the output and attention maps of
+each transformer unit to those of its teacher layer (``losses.layer_map``; the cpu profile maps
+3 units to MiniLM's top 3 layers), and the output of the units below them (WaLDORf's
+convolutions) to the teacher layer below the first mapped one. Stage 2
 (``prediction``) matches start/end distributions to the cached teacher logits of the transfer
 set, plus a little gold. Any student the project builds works: attention maps are pooled to
 a down-sampled student's length and teacher heads are grouped into the student's.
@@ -31,6 +32,7 @@ from waldorf.artifacts import artifact_dir, read_metadata, write_metadata
 from waldorf.augment import transfer_windows
 from waldorf.config import Profile, get_profile
 from waldorf.distill import losses
+from waldorf.distill.from_teacher import copy_from_teacher
 from waldorf.models import WaldorfPreTrainedModel, build_student
 from waldorf.teacher import TeacherRun, teacher_features
 from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 STAGES = ("intermediate", "prediction", "both")
 TARGETS = ("teacher_start_logits", "teacher_end_logits", "has_gold", "start_positions",
            "end_positions")
+STAGE1_TERMS = ("hidden", "units", "front", "attention")  # in artifact keys: what stage 1 matches
 VOLATILE = ("transformers_version", "_name_or_path", "architectures", "torch_dtype", "dtype")
 
 
@@ -61,16 +64,21 @@ class StudentRun:
 
 
 class DistillModel(nn.Module):
-    """The student plus stage 1's projection to the teacher's width, trained together.
+    """The student plus stage 1's projections to the teacher's width, trained together.
 
-    Saving saves the student only: the projection is scaffolding for stage 1.
+    ``projection`` maps the final hidden states; ``unit_projection`` the per-unit states (an
+    identity when the widths match, since copied units already live in the teacher's space).
+    Saving saves the student only: the projections are scaffolding for stage 1.
     Explained in book/04_distillation.ipynb.
     """
 
     def __init__(self, student: nn.Module, teacher_hidden: int):
         super().__init__()
         self.student = student
-        self.projection = nn.Linear(student.config.hidden_size, teacher_hidden)
+        width = student.config.hidden_size
+        self.projection = nn.Linear(width, teacher_hidden)
+        same = width == teacher_hidden
+        self.unit_projection = nn.Identity() if same else nn.Linear(width, teacher_hidden)
 
     def forward(self, **inputs):
         out = self.student(**inputs, output_hidden_states=True, output_attentions=True)
@@ -86,14 +94,19 @@ def _inputs(model: nn.Module, batch: dict) -> dict:
     return {k: batch[k] for k in qa.MODEL_INPUTS if k in batch and k in accepted}
 
 
-def intermediate_loss(teacher: nn.Module, factor: int):
-    """Stage 1's ``compute_loss``: hidden MSE (last layer) + mean attention KL (mapped layers).
+def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform"):
+    """Stage 1's ``compute_loss``: the sum of four terms, each logged as a part.
 
-    ``factor``: how much shorter the student's attention sequence is. Students whose maps do
-    not line up (or that return none) are taught from hidden states only.
+    ``hidden``: MSE of the projected final states against the teacher's last layer;
+    ``units``: mean MSE of each transformer unit's output against its mapped teacher layer
+    (``losses.layer_map`` with ``mapping``), over groups of ``factor`` tokens when the unit
+    runs down-sampled; ``front``: MSE of the last unit below them (a WaLDORf conv unit)
+    against the teacher layer below the first mapped one; ``attention``: mean attention KL of
+    the mapped layers. Students without attention maps learn from hidden states only.
     Explained in book/04_distillation.ipynb.
     """
-    layers = tuple(range(-teacher.config.num_hidden_layers, 0))  # hidden[i], attention[i] aligned
+    n_teacher = teacher.config.num_hidden_layers
+    layers = tuple(range(-n_teacher, 0))  # hidden[i] is layer i's output; attention[i] its map
 
     def compute_loss(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = _inputs(model, batch)
@@ -101,9 +114,21 @@ def intermediate_loss(teacher: nn.Module, factor: int):
         teacher.to(mask.device)
         target = teacher_features(teacher, inputs, layers)
         out, projected = model(**inputs)  # projected: (batch, seq, teacher_hidden)
-        parts = {"hidden": losses.hidden_mse(projected, target["hidden_states"][-1], mask)}
-        attention = losses.attention_transfer(out.attentions or (), target["attentions"], mask,
-                                              factor)
+        t_states = target["hidden_states"]  # each (batch, seq, teacher_hidden)
+        parts = {"hidden": losses.hidden_mse(projected, t_states[-1], mask)}
+        core = getattr(model, "module", model)  # unwrap DistributedDataParallel
+        below = getattr(core.student.config, "num_conv_layers", 0)  # units before the mapped
+        maps = out.attentions or ()
+        units = losses.layer_map(len(maps), n_teacher, mapping)
+        if units:
+            parts["units"] = torch.stack([
+                losses.pooled_hidden_mse(core.unit_projection(out.hidden_states[below + 1 + i]),
+                                         t_states[t], mask, factor)
+                for i, t in enumerate(units)]).mean()
+        if units and below and units[0] > 0:
+            front = core.unit_projection(out.hidden_states[below])  # (batch, seq, t_hidden)
+            parts["front"] = losses.hidden_mse(front, t_states[units[0] - 1], mask)
+        attention = losses.attention_transfer(maps, target["attentions"], mask, factor, units)
         if attention is not None:
             parts["attention"] = attention
         total = sum(parts.values())
@@ -126,72 +151,6 @@ def prediction_loss(temperature: float, hard_weight: float):
         return total, {k: v.item() for k, v in parts.items()}
 
     return compute_loss
-
-
-def copy_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
-    """Copy what fits from the teacher; return the names of the parts copied.
-
-    Embedding tables: copied when the widths match; when the student embeds narrower
-    (WaLDORf's factorised 128 vs 384), each table is projected onto the top right-singular
-    vectors V of the teacher's word table (the best rank-k linear summary of it), and the
-    student's up-projection becomes V^T when it maps back to the teacher's width. Transformer
-    units of the teacher's exact shape get the mapped teacher layer; the span head its head.
-    Explained in book/04_distillation.ipynb.
-    """
-    t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
-    tables = ("word_embeddings", "position_embeddings", "token_type_embeddings")
-    width, t_width = s_emb.word_embeddings.embedding_dim, t_emb.word_embeddings.embedding_dim
-    copied = []
-    with torch.no_grad():
-        basis = torch.eye(t_width)  # (t_width, width)
-        if width < t_width:
-            basis = torch.linalg.svd(t_emb.word_embeddings.weight.float(), full_matrices=False)[2]
-            basis = basis[:width].T  # (t_width, width)
-        if width <= t_width:
-            for name in tables:
-                source = getattr(t_emb, name).weight.float() @ basis  # (rows, width)
-                target = getattr(s_emb, name).weight
-                rows = min(len(source), len(target))
-                target[:rows] = source[:rows].to(target.dtype)
-                copied.append(f"embeddings.{name}")
-            norm = getattr(s_emb, "LayerNorm", getattr(s_emb, "layer_norm", None))
-            if width == t_width and norm is not None:
-                norm.load_state_dict(t_emb.LayerNorm.state_dict())
-            projection = getattr(s_emb, "projection", None)
-            if isinstance(projection, nn.Linear) and projection.out_features == t_width:
-                projection.weight.copy_(basis)  # (t_width, width): back to the teacher's axes
-                projection.bias.zero_()
-                copied.append("embeddings.projection")
-        copied += _copy_layers(student, teacher)
-        if student.qa_outputs.weight.shape == teacher.qa_outputs.weight.shape:
-            student.qa_outputs.load_state_dict(teacher.qa_outputs.state_dict())
-            copied.append("qa_outputs")
-    return copied
-
-
-# WaLDORf transformer unit parameter prefix <- BERT layer parameter prefix (same post-LN layout).
-FROM_BERT_LAYER = {"attention.output.": "attention.output.dense.", "ffn.up.": "intermediate.dense.",
-                   "attention_norm.": "attention.output.LayerNorm.", "ffn.down.": "output.dense.",
-                   "ffn_norm.": "output.LayerNorm."}
-
-
-def _copy_layers(student: nn.Module, teacher: nn.Module) -> list[str]:
-    t_layers = teacher.base_model.encoder.layer
-    waldorf = isinstance(student, WaldorfPreTrainedModel)
-    units = student.base_model.transformer_units if waldorf else student.base_model.encoder.layer
-    copied = []
-    for i, t in enumerate(losses.layer_map(len(units), len(t_layers))):
-        state, own = t_layers[t].state_dict(), units[i].state_dict()
-        if waldorf:
-            state = {new + k[len(old):]: v for new, old in FROM_BERT_LAYER.items()
-                     for k, v in state.items() if k.startswith(old)} | {
-                f"attention.qkv.{end}": torch.cat([state[f"attention.self.{n}.{end}"]
-                                                   for n in ("query", "key", "value")])
-                for end in ("weight", "bias")}
-        if state.keys() == own.keys() and all(v.shape == own[k].shape for k, v in state.items()):
-            units[i].load_state_dict(state)
-            copied.append(f"unit {i} <- teacher layer {t}")
-    return copied
 
 
 def _student_key(model: nn.Module, name: str | None, seed: int) -> dict:
@@ -230,7 +189,8 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
         if not isinstance(model, WaldorfPreTrainedModel):
             model.set_attn_implementation("eager")  # fused kernels return no attention maps
         wrapped = DistillModel(model, teacher.config.hidden_size)
-        compute_loss = intermediate_loss(teacher, getattr(model.config, "downsample", 1))
+        compute_loss = intermediate_loss(teacher, getattr(model.config, "downsample", 1),
+                                         s.layer_mapping)
         epochs = s.intermediate_epochs
     elif stage == "prediction":
         compute_loss = prediction_loss(s.temperature, s.hard_label_weight)
@@ -284,7 +244,8 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     model, name = _build(student, profile)
     options = s.augment_options() | (augment_options or {}) if augment else None
     recipe = dict(student=_student_key(model, name, profile.seed), teacher=run.metadata["hash"],
-                  init_from_teacher=init_from_teacher, augment=options, seed=profile.seed,
+                  init_from_teacher=init_from_teacher, layer_mapping=s.layer_mapping,
+                  stage1_terms=STAGE1_TERMS, augment=options, seed=profile.seed,
                   learning_rate=s.learning_rate, batch_size=s.batch_size, train_args=args,
                   precision=resolve_mixed_precision(profile.mixed_precision))
     prepared: dict = {}
@@ -295,7 +256,7 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
         return prepared["windows"]
 
     if init_from_teacher:
-        copied = copy_from_teacher(model, run.load()[0])
+        copied = copy_from_teacher(model, run.load()[0], s.layer_mapping)
         logger.info("initialised from the teacher: %s", ", ".join(copied) or "nothing")
     previous, after = None, None
     if stage != "prediction":
@@ -331,7 +292,8 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
         args["epochs"] = epochs
     key = dict(student=_student_key(model, name, profile.seed), data=run.metadata["key"]["data"],
                teacher=run.metadata["hash"] if init_from_teacher else None,
-               init_from_teacher=init_from_teacher, seed=profile.seed,
+               init_from_teacher=init_from_teacher,
+               layer_mapping=s.layer_mapping if init_from_teacher else None, seed=profile.seed,
                epochs=s.intermediate_epochs + s.prediction_epochs,
                learning_rate=s.learning_rate, batch_size=s.batch_size, train_args=args,
                precision=resolve_mixed_precision(profile.mixed_precision))
@@ -340,6 +302,6 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
         return found
     teacher_model, tokenizer = run.load()
     if init_from_teacher:
-        copy_from_teacher(model, teacher_model)
+        copy_from_teacher(model, teacher_model, s.layer_mapping)
     windows = data.tokenize_squad(data.load_squad("train", profile), tokenizer, profile)
     return _stage("gold", model, windows, run, profile, key, args, progress)
