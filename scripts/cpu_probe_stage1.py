@@ -55,7 +55,7 @@ factor, below = student.config.downsample, student.config.num_conv_layers
 
 def stage1_loss(wrapped, batch):
     inputs, mask = _inputs(wrapped, batch), batch["attention_mask"]
-    target = teacher_features(teacher, inputs, tuple(range(-6, 0)))
+    target = teacher_features(teacher, inputs, tuple(range(-teacher.config.num_hidden_layers, 0)))
     states, maps = target["hidden_states"], target["attentions"]
     out, projected = wrapped(**inputs)
     parts = {"hidden": losses.hidden_mse(projected, states[-1], mask)}

@@ -228,6 +228,32 @@ def test_intermediate_closure_on_bert_and_waldorf_students(setup):
     assert isinstance(stages.DistillModel(bert, 32).unit_projection, torch.nn.Linear)  # 24 -> 32
 
 
+def test_stage1_targets_line_up_with_the_copied_layers(setup):
+    """A same-width student copied from the teacher matches its units' targets exactly; with one
+    unit (<- the top layer) its conv unit (an identity at step 0) is compared with layer 0."""
+    _, run, cache = setup
+    teacher, _ = run.load()
+    batch = {k: torch.tensor(cache[:4][k]) for k in ("input_ids", "attention_mask",
+                                                      "token_type_ids")}
+    same = dict(hidden_size=32, factorized_embeddings=False, num_attention_heads=4,
+                intermediate_size=64, num_conv_layers=1, downsample=1, num_post_conv_layers=0)
+    two = build_student("waldorf", **same, num_transformer_layers=2)
+    one = build_student("waldorf", **same, num_transformer_layers=1)
+    for student in (two, one):
+        copy_from_teacher(student, teacher, "top")
+    with torch.no_grad():
+        _, parts = stages.intermediate_loss(teacher, 1, "top")(
+            stages.DistillModel(two, 32).eval(), batch)
+        assert parts["units"] < 1e-8 and parts["attention"] < 1e-6
+        assert "front" not in parts  # the first copied layer is layer 0: nothing below it
+        _, parts = stages.intermediate_loss(teacher, 1, "top")(
+            stages.DistillModel(one, 32).eval(), batch)
+        states = teacher(**batch, output_hidden_states=True).hidden_states
+        expected = losses.hidden_mse(states[0], states[1], batch["attention_mask"])
+    assert parts["units"] > 1e-6  # unit 0 <- layer 1, but fed the embeddings, not layer 0's output
+    assert parts["front"] == pytest.approx(expected.item(), rel=1e-4)
+
+
 def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):
     _, run, cache = setup
     teacher, _ = run.load()

@@ -64,4 +64,11 @@ def test_reduced_teacher_is_the_teacher_with_all_layers_and_merges_pairs_when_do
     assert torch.allclose(same.start_logits[real], full.start_logits[real], atol=1e-5)
     assert not torch.allclose(one_layer.start_logits[real], full.start_logits[real], atol=1e-4)
     assert torch.equal(halved.start_logits[:, 0], halved.start_logits[:, 1])  # one merged pair
+    bert = teacher.base_model  # row 1's pair (4, 5) holds one real token: its mean is token 4
+    with torch.no_grad():
+        x = bert.embeddings(input_ids=ids[1:])  # (1, 7, 32)
+        pairs = torch.stack([x[0, 0:2].mean(0), x[0, 2:4].mean(0), x[0, 4], 0 * x[0, 6]])[None]
+        bias = torch.tensor([0.0, 0.0, 0.0, torch.finfo(x.dtype).min])[None, None, None]
+        by_hand = teacher.qa_outputs(bert.encoder.layer[2](pairs, attention_mask=bias))  # (1, 4, 2)
+    assert torch.allclose(halved.start_logits[1, 4:6], by_hand[0, 2, 0].expand(2), atol=1e-5)
     assert halved.end_logits.shape == (2, 7)

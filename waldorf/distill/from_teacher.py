@@ -1,8 +1,11 @@
 """Initialising a student from its teacher, so distillation starts from the teacher's function.
 
 Copy what fits (embeddings, mapped transformer layers, span head) and start every new
-residual piece as a no-op, so the copied path is intact at step 0 and the new pieces are
-learned on top of it. Explained in book/04_distillation.ipynb.
+residual piece as a no-op, so the new pieces are learned on top of the copied ones. Without
+down-sampling and with full-width embeddings the student at step 0 then computes exactly the
+teacher's copied layers; with WaLDORf's defaults it still differs (narrower embeddings, merged
+tokens, the up-sampling's skip connection), as chapter 4 measures.
+Explained in book/04_distillation.ipynb.
 """
 
 from __future__ import annotations

@@ -216,13 +216,13 @@ def pooled_hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor
 def attention_transfer(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor],
                        mask: torch.Tensor, factor: int = 1,
                        mapping: Sequence[int] | None = None) -> torch.Tensor | None:
-    """Mean attention KL of each student unit against its teacher layer in ``mapping``
-    (default: ``layer_map``'s uniform one).
+    """Mean attention KL of each student unit against its teacher layer in ``mapping``.
 
-    Teacher maps (batch, t_heads, seq, seq) are pooled ``factor`` times (the student's
-    down-sampling) and grouped into the student's heads; ``mask`` is the window's (batch, seq).
-    None when the student has no maps or their length still differs: such students learn
-    from hidden states only. Explained in book/04_distillation.ipynb.
+    ``mapping`` defaults to ``layer_map``'s uniform one. Teacher maps (batch, t_heads, seq,
+    seq) are pooled ``factor`` times (the student's down-sampling) and grouped into the
+    student's heads; ``mask`` is the window's (batch, seq). None when the student has no maps
+    or their length still differs: such students learn from hidden states only.
+    Explained in book/04_distillation.ipynb.
     """
     small_mask = pool_mask(mask, factor)  # (batch, seq')
     terms = []

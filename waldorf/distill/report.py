@@ -68,12 +68,13 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
 
 
 class ReducedTeacher(nn.Module):
-    """A BERT-style teacher that keeps only ``layers``, optionally on a sequence shortened
-    ``downsample`` times (masked mean of neighbouring tokens, repeated back before the head).
+    """The teacher with only ``layers``, optionally on a sequence shortened ``downsample`` times.
 
-    No training: it shows what a student built from those copied layers would answer at step
-    0, so the two reasons a student must relearn (layers removed, tokens merged) are measured
-    apart. Use it like any QA model (``qa.evaluate_qa``).
+    Shortening takes the masked mean of each group of neighbouring tokens and repeats the
+    result back before the span head. Nothing is trained: it measures apart the two things a
+    student built from copied layers loses (layers removed, tokens merged). A WaLDORf student
+    at step 0 differs further (narrower embeddings, the up-sampling's skip connection).
+    Use it like any QA model (``qa.evaluate_qa``).
     Explained in book/04_distillation.ipynb.
     """
 
@@ -87,7 +88,8 @@ class ReducedTeacher(nn.Module):
         bert = self.teacher.base_model
         x = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (b, seq, h)
         seq, f = x.shape[1], self.factor
-        x = pool_sequence(x, f, 1, attention_mask[..., None].float())  # (batch, seq', hidden)
+        real = attention_mask[..., None].float()  # (batch, seq, 1)
+        x = pool_sequence(x, f, 1, real)  # (batch, seq', hidden)
         small = pool_mask(attention_mask, f)  # (batch, seq')
         bias = (~small)[:, None, None, :] * torch.finfo(x.dtype).min  # (batch, 1, 1, seq')
         for i in self.layers:

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def _inputs(model: nn.Module, batch: dict) -> dict:
     return {k: batch[k] for k in qa.MODEL_INPUTS if k in batch and k in accepted}
 
 
-def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform"):
+def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
+                      ) -> Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]:
     """Stage 1's ``compute_loss``: the sum of four terms, each logged as a part.
 
     ``hidden``: MSE of the projected final states against the teacher's last layer;
@@ -120,11 +122,11 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform")
         below = getattr(core.student.config, "num_conv_layers", 0)  # units before the mapped
         maps = out.attentions or ()
         units = losses.layer_map(len(maps), n_teacher, mapping)
-        if units:
-            parts["units"] = torch.stack([
-                losses.pooled_hidden_mse(core.unit_projection(out.hidden_states[below + 1 + i]),
-                                         t_states[t], mask, factor)
-                for i, t in enumerate(units)]).mean()
+        if units:  # unit i reports hidden_states[below + 1 + i]: (batch, seq, hidden)
+            per_unit = [losses.pooled_hidden_mse(core.unit_projection(
+                out.hidden_states[below + 1 + i]), t_states[t], mask, factor)  # () each
+                for i, t in enumerate(units)]
+            parts["units"] = torch.stack(per_unit).mean()
         if units and below and units[0] > 0:
             front = core.unit_projection(out.hidden_states[below])  # (batch, seq, t_hidden)
             parts["front"] = losses.hidden_mse(front, t_states[units[0] - 1], mask)
@@ -192,6 +194,7 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
         compute_loss = intermediate_loss(teacher, getattr(model.config, "downsample", 1),
                                          s.layer_mapping)
         epochs = s.intermediate_epochs
+        args = {"find_unused_parameters": True, **args}  # stage 1 never reaches the span head
     elif stage == "prediction":
         compute_loss = prediction_loss(s.temperature, s.hard_label_weight)
         epochs = s.prediction_epochs
