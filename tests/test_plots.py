@@ -23,3 +23,13 @@ def test_show_writes_small_html_that_loads_plotly_from_the_cdn(monkeypatch):
     html = bundle["text/html"]
     assert "cdn.plot.ly" in html
     assert len(html) < 100_000  # plotly.js itself (megabytes) is not embedded
+
+
+def test_span_bars_put_the_no_answer_mass_left_of_the_paragraph():
+    probs = {"tokens": ["the", "cat"], "start": [0.7, 0.1], "end": [0.1, 0.6],
+             "null_start": 0.2, "null_end": 0.3}
+    fig = plots.span_bars(go.Figure(), probs)
+    start, end = fig.data
+    assert list(start.x) == [-3, 0, 1] and list(start.y) == [0.2, 0.7, 0.1]
+    assert list(end.x) == [-2, 0, 1] and list(end.y) == [0.3, 0.1, 0.6]
+    assert start.customdata[0] == "[CLS] no answer" and end.customdata[2] == "cat"

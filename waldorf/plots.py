@@ -8,6 +8,7 @@ tag that loads plotly.js from its CDN, so the committed notebooks stay small and
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -40,3 +41,21 @@ def show(fig: go.Figure, height: int | None = None) -> None:
     Explained in book/intro.md.
     """
     style(fig, height).show(renderer=RENDERER, config={"displaylogo": False, "responsive": True})
+
+
+def span_bars(fig: go.Figure, probs: dict, row: int | None = None, col: int | None = None,
+              legend: bool = True) -> go.Figure:
+    """Add a paragraph's P(start) and P(end) bars to ``fig``, overlaid, one bar per token.
+
+    ``probs`` is ``qa.span_probabilities``'s result. The two bars left of the paragraph (at
+    x = -3 and -2) are the [CLS] position's start and end: the "no answer" mass.
+    Explained in book/02_teacher.ipynb.
+    """
+    x = np.arange(len(probs["tokens"]))
+    for key, color, cls_x in (("start", "#1f77b4", -3), ("end", "#d62728", -2)):
+        fig.add_bar(x=np.r_[cls_x, x], y=np.r_[probs[f"null_{key}"], probs[key]],
+                    name=f"P({key})", marker_color=color, opacity=0.7, showlegend=legend,
+                    customdata=["[CLS] no answer"] + list(probs["tokens"]),
+                    hovertemplate="%{customdata}: %{y:.3f}<extra>" + key + "</extra>",
+                    row=row, col=col)
+    return fig

@@ -18,7 +18,7 @@ import hashlib
 import inspect
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +96,9 @@ def _inputs(model: nn.Module, batch: dict) -> dict:
 
 
 def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
+                      terms: Sequence[str] = STAGE1_TERMS,
                       ) -> Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]:
-    """Stage 1's ``compute_loss``: the sum of four terms, each logged as a part.
+    """Stage 1's ``compute_loss``: the sum of the ``terms`` below, each logged as a part.
 
     ``hidden``: MSE of the projected final states against the teacher's last layer;
     ``units``: mean MSE of each transformer unit's output against its mapped teacher layer
@@ -117,20 +118,23 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
         target = teacher_features(teacher, inputs, layers)
         out, projected = model(**inputs)  # projected: (batch, seq, teacher_hidden)
         t_states = target["hidden_states"]  # each (batch, seq, teacher_hidden)
-        parts = {"hidden": losses.hidden_mse(projected, t_states[-1], mask)}
+        parts = {}
+        if "hidden" in terms:
+            parts["hidden"] = losses.hidden_mse(projected, t_states[-1], mask)
         core = getattr(model, "module", model)  # unwrap DistributedDataParallel
         below = getattr(core.student.config, "num_conv_layers", 0)  # units before the mapped
         maps = out.attentions or ()
         units = losses.layer_map(len(maps), n_teacher, mapping)
-        if units:  # unit i reports hidden_states[below + 1 + i]: (batch, seq, hidden)
+        if units and "units" in terms:  # unit i reports hidden_states[below + 1 + i]
             per_unit = [losses.pooled_hidden_mse(core.unit_projection(
                 out.hidden_states[below + 1 + i]), t_states[t], mask, factor)  # () each
                 for i, t in enumerate(units)]
             parts["units"] = torch.stack(per_unit).mean()
-        if units and below and units[0] > 0:
+        if units and below and units[0] > 0 and "front" in terms:
             front = core.unit_projection(out.hidden_states[below])  # (batch, seq, t_hidden)
             parts["front"] = losses.hidden_mse(front, t_states[units[0] - 1], mask)
-        attention = losses.attention_transfer(maps, target["attentions"], mask, factor, units)
+        attention = (losses.attention_transfer(maps, target["attentions"], mask, factor, units)
+                     if "attention" in terms else None)
         if attention is not None:
             parts["attention"] = attention
         total = sum(parts.values())
