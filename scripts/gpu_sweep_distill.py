@@ -1,7 +1,8 @@
 """One distillation run of the development sweep (see scripts/README.md): cpu-profile recipe
 plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold") and
-keyword arguments of ``distill``/``train_without_teacher``. The name "prep" builds the teacher,
-its cache and the transfer set once. Prints one ``RESULT`` line."""
+keyword arguments of ``distill``/``train_without_teacher``; ``seed`` changes the student's
+seed (initialisation, augmentation, data order), not the teacher's. The name "prep" builds the
+teacher, its cache and the transfer set once. Prints one ``RESULT`` line."""
 
 import json
 import sys
@@ -22,6 +23,8 @@ profile = replace(profile, teacher=replace(profile.teacher, checkpoint="/tmp/min
                   student=replace(profile.student, **spec.pop("student", {})))
 started = time.time()
 run = teacher.get_teacher(profile, progress=False)
+if "seed" in spec:
+    profile = replace(profile, seed=spec.pop("seed"))
 if name == "prep":
     cache = teacher.teacher_cache(profile, progress=False)
     windows = transfer_windows(profile, run, cache, profile.student.augment_options(),
@@ -30,7 +33,7 @@ if name == "prep":
                                     cache_windows=len(cache), transfer_windows=len(windows))))
     sys.exit()
 train = train_without_teacher if spec.pop("kind", "distill") == "gold" else distill
-result, stages = train("waldorf", profile, progress=False, **spec), []
+result, stages = train("waldorf", profile, teacher=run, progress=False, **spec), []
 while result is not None:
     meta = result.metadata
     stages.append(dict(role=meta["role"], windows=meta.get("train_windows"),

@@ -84,6 +84,18 @@ def test_teacher_training_is_reproducible(profile, tmp_path, monkeypatch):
         assert torch.equal(a, b), name
 
 
+def test_cache_labels_with_the_teacher_it_is_given(profile, counters):
+    run = teacher.get_teacher(profile, progress=False)
+    reseeded = replace(profile, seed=profile.seed + 1)  # get_teacher(reseeded) would train anew
+    cache = teacher.teacher_cache(reseeded, run=run, progress=False)
+    assert counters == {"train": 1, "logits": 1}
+    assert [r["role"] for r in list_artifacts()].count("teacher") == 1
+    model, tokenizer = run.load()
+    windows = data.tokenize_squad(data.load_squad("train", profile), tokenizer, profile)
+    start, _ = teacher.teacher_logits(model, windows, profile, progress=False)
+    np.testing.assert_array_equal(cache.with_format("numpy")[:]["teacher_start_logits"], start)
+
+
 def test_cache_round_trips_exactly_and_is_keyed(profile, counters):
     cache = teacher.teacher_cache(profile, progress=False)
     run = teacher.get_teacher(profile, progress=False)

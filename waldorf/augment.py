@@ -267,12 +267,13 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
                      progress: bool = True) -> datasets.Dataset:
     """The teacher-labelled windows of the transfer set, with a ``has_gold`` column.
 
-    Originals come from the teacher cache (``cache``: ``teachers.teacher_cache(profile)``,
-    if already loaded); augmented questions (``build_transfer_set`` with ``options``; None =
+    Originals come from ``run``'s teacher cache (``cache``: ``teachers.teacher_cache``, if
+    already loaded); augmented questions (``build_transfer_set`` with ``options``; None =
     no augmentation) are labelled by the teacher once and stored as an artifact.
     Explained in book/04_distillation.ipynb.
     """
-    cache = cache if cache is not None else teachers.teacher_cache(profile, progress=progress)
+    if cache is None:
+        cache = teachers.teacher_cache(profile, run=run, progress=progress)
     if "has_gold" not in cache.column_names:
         cache = cache.add_column("has_gold", [True] * len(cache))
     if options is None:

@@ -184,18 +184,20 @@ def cache_key(profile: Profile, run: TeacherRun) -> dict:
                 precision=resolve_mixed_precision(profile.mixed_precision))
 
 
-def teacher_cache(profile: Profile | None = None, *, progress: bool = True) -> datasets.Dataset:
+def teacher_cache(profile: Profile | None = None, *, run: TeacherRun | None = None,
+                  progress: bool = True) -> datasets.Dataset:
     """Every training window plus the teacher's ``teacher_start_logits``/``teacher_end_logits``
     (float32, ``max_seq_length`` each) and ``teacher_null_score`` (start + end logit of CLS).
 
     Computed once per (teacher, tokenizer, preprocessing) and memory-mapped afterwards:
     4 bytes x 2 x 192 positions = 1.5 kB of logits per window; the cpu profile's 16.8k
     windows take ~26 MB of logits, ~46 MB on disk with the token ids.
-    Run it in one process (not under ``accelerate launch``).
-    Explained in book/02_teacher.ipynb.
+    ``run``: the teacher to label with (default: ``get_teacher(profile)``), so that a caller
+    holding a teacher never gets another one's logits. Run it in one process (not under
+    ``accelerate launch``). Explained in book/02_teacher.ipynb.
     """
     profile = profile or get_profile()
-    run = get_teacher(profile, progress=progress)
+    run = run or get_teacher(profile, progress=progress)
     key = cache_key(profile, run)
     path = artifact_dir("teacher-cache", profile.name, key)
     meta = read_metadata(path)
