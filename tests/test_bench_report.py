@@ -13,6 +13,7 @@ from waldorf.bench_report import (
     compare_macs,
     environment,
     format_table,
+    load_recorded,
     paper_ratio,
     paper_verdicts,
     speedup_table,
@@ -122,3 +123,18 @@ def test_environment_records_device_threads_and_load():
     env = environment(torch.device("cpu"), started=0.0, load_before=0.5)
     assert env["device"] == "cpu" and env["torch_threads"] == torch.get_num_threads()
     assert env["load_average_1min"][0] == 0.5 and len(env["load_average_1min"]) == 2
+
+
+def test_recorded_gpu_benchmark_is_complete_and_says_where_it_ran():
+    doc = load_recorded("bench-h200-full")
+    env, settings = doc["environment"], doc["settings"]
+    assert env["device"] == "cuda" and "H200" in env["gpu"]
+    assert settings["preset"] == "full" and settings["dtype"] == "float32"
+    cells = {(r["seq_len"], r["batch_size"], r["model"]) for r in doc["results"]}
+    assert {(384, b, m) for b in (1, 32) for m in PAPER_SPEEDUPS} <= cells
+    assert len(paper_verdicts(doc, 384, 32)) == len(PAPER_SPEEDUPS)
+
+
+def test_load_recorded_names_the_known_documents_when_asked_for_another():
+    with pytest.raises(FileNotFoundError, match="bench-h200-full"):
+        load_recorded("bench-nowhere")

@@ -11,10 +11,11 @@ Explained in book/07_speed.ipynb.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,24 @@ def validate_result(doc: dict) -> None:
             raise ValueError(f"{section}: expected a non-empty list")
         for i, row in enumerate(doc[section]):
             check(row, SCHEMA[section], f"{section}[{i}]")
+
+
+def load_recorded(name: str = "bench-h200-full") -> dict:
+    """A results document recorded on hardware the book's own run lacks, checked by SCHEMA.
+
+    ``waldorf/recorded/NAME.json`` holds the output of ``waldorf bench --json`` run elsewhere
+    (``bench-h200-full``: ``--preset full --device cuda`` on a lent H200); its ``environment``
+    says where, when and at which revision. Explained in book/07_speed.ipynb.
+    """
+    folder = resources.files("waldorf") / "recorded"
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                       if p.name.endswith(".json"))
+        raise FileNotFoundError(f"no recorded benchmark {name!r} in {folder}; known: {known}")
+    doc = json.loads(path.read_text())
+    validate_result(doc)
+    return doc
 
 
 def _num(value: float | None, spec: str = ".2f") -> str:
