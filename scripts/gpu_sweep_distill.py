@@ -26,7 +26,7 @@ run = teacher.get_teacher(profile, progress=False)
 if "seed" in spec:
     profile = replace(profile, seed=spec.pop("seed"))
 if name == "prep":
-    cache = teacher.teacher_cache(profile, progress=False)
+    cache = teacher.teacher_cache(profile, run=run, progress=False)
     windows = transfer_windows(profile, run, cache, profile.student.augment_options(),
                                progress=False)
     print("RESULT", json.dumps(dict(name=name, teacher=run.metadata["dev_scores"],

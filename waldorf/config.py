@@ -77,7 +77,7 @@ class StudentConfig:
     # included; stage 1 pays a live teacher pass per window (~19 windows/s), stage 2 does not,
     # so a stage-2 window costs half as much. Stage 1 must come first (without it stage 2
     # teaches little), but past ~0.45 epoch the budget buys more in stage 2: 0.45 + 0.8 beat
-    # 0.6 + 0.3 on every one of four seeds (scripts/README.md).
+    # 0.6 + 0.3 on every seed tried, at about the same CPU minutes (scripts/README.md).
     intermediate_epochs: float = 0.45  # stage 1: hidden states and attention maps
     prediction_epochs: float = 0.8  # stage 2: soft start/end distributions
     # a short schedule from a teacher-initialised student: 6e-4 did at least as well as 3e-4,
