@@ -46,9 +46,7 @@ if not opts.get("keep"):  # the recipe before identity starts: these modules at 
     with torch.no_grad():
         for unit in [*model.conv_units, *model.post_conv_units, model.downsample]:
             for module in unit.modules() if unit is not None else ():
-                if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
-                    torch.nn.init.normal_(module.weight, std=student.config.initializer_range)
-                    torch.nn.init.zeros_(module.bias)
+                student._init_weights(module)  # the model's own scheme, in the same order
 windows = transfer_windows(profile, run, None, s.augment_options(), False)
 
 

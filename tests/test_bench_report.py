@@ -14,6 +14,7 @@ from waldorf.bench_report import (
     environment,
     format_table,
     load_recorded,
+    pair_speedups,
     paper_ratio,
     paper_verdicts,
     speedup_table,
@@ -138,3 +139,12 @@ def test_recorded_gpu_benchmark_is_complete_and_says_where_it_ran():
 def test_load_recorded_names_the_known_documents_when_asked_for_another():
     with pytest.raises(FileNotFoundError, match="bench-h200-full"):
         load_recorded("bench-nowhere")
+
+
+def test_pair_speedups_divide_median_times_per_batch_size_and_skip_missing_models():
+    results = [dict(seq_len=384, batch_size=b, model=m, median_ms=ms * b)
+               for b in (1, 32) for m, ms in (("bert_base", 9.0), ("tinybert4", 1.5))]
+    results.append(dict(seq_len=128, batch_size=1, model="bert_large", median_ms=1.0))
+    rows = pair_speedups(results, 384)
+    assert rows == [{"faster model": "tinybert4", "than": "bert_base",
+                     "paper": pytest.approx(9.13 / 1.24), "batch 1": 6.0, "batch 32": 6.0}]

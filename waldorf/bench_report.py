@@ -93,6 +93,28 @@ def _medians(results: Sequence[dict]) -> dict[tuple[int, int], dict[str, float]]
     return groups
 
 
+# Baselines against each other, without WaLDORf: (faster model, slower model).
+BASELINE_PAIRS = (("tinybert4", "bert_base"), ("distilbert4", "bert_base"),
+                  ("bert_base", "bert_large"), ("tinybert4", "bert_large"))
+
+
+def pair_speedups(results: Sequence[dict], seq_len: int,
+                  pairs: Sequence[tuple[str, str]] = BASELINE_PAIRS) -> list[dict]:
+    """How many times faster the first model of each pair is than the second, per batch size.
+
+    One row per pair measured at ``seq_len`` (``batch B`` columns from median times), with the
+    paper's ratio for the same pair; pairs with a model not measured are left out.
+    Explained in book/07_speed.ipynb.
+    """
+    groups = {b: medians for (s, b), medians in sorted(_medians(results).items()) if s == seq_len}
+    rows = []
+    for fast, slow in pairs:
+        if all(fast in m and slow in m for m in groups.values()):
+            rows.append({"faster model": fast, "than": slow, "paper": paper_ratio(fast, slow),
+                         **{f"batch {b}": m[slow] / m[fast] for b, m in groups.items()}})
+    return rows
+
+
 def speedup_table(results: list[dict], subject: str = SUBJECT,
                   references: Sequence[str] = REFERENCES) -> list[dict]:
     """Speed-ups from median times, per sequence length and batch size, with the paper's ratios.
