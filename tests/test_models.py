@@ -203,6 +203,14 @@ def test_baseline_parameter_counts():
     assert tinybert["head"] == 312 * 2 + 2 and tinybert["other"] == 0
 
 
+def test_teacher4_is_the_teacher_shape_two_layers_shorter():
+    with torch.device("meta"):
+        teacher, four = build_student("teacher-shape"), build_student("teacher4")
+    layer = count_parameters(teacher.bert.encoder.layer[0])["total"]
+    assert four.config.num_hidden_layers == 4 and four.config.hidden_size == 384
+    assert count_parameters(teacher)["total"] - count_parameters(four)["total"] == 2 * layer
+
+
 def test_parameter_components_add_up_for_waldorf():
     model = tiny_model()
     counts = count_parameters(model)

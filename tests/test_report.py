@@ -1,11 +1,18 @@
 """waldorf.distill.report: margins over the floor, agreement, and the reduced teacher."""
 
+import datasets
 import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
 from waldorf.data import QAPredictions
-from waldorf.distill.report import ReducedTeacher, agreement, decisions, margin_table
+from waldorf.distill.report import (
+    ReducedTeacher,
+    agreement,
+    decisions,
+    margin_table,
+    windows_per_second,
+)
 
 
 def _preds(answers, na_probs, spans):
@@ -72,3 +79,16 @@ def test_reduced_teacher_is_the_teacher_with_all_layers_and_merges_pairs_when_do
         by_hand = teacher.qa_outputs(bert.encoder.layer[2](pairs, attention_mask=bias))  # (1, 4, 2)
     assert torch.allclose(halved.start_logits[1, 4:6], by_hand[0, 2, 0].expand(2), atol=1e-5)
     assert halved.end_logits.shape == (2, 7)
+
+
+def test_windows_per_second_counts_parameters_and_ranks_a_bigger_model_slower():
+    torch.manual_seed(0)
+    shape = dict(vocab_size=100, num_attention_heads=2, intermediate_size=64)
+    small = BertForQuestionAnswering(BertConfig(hidden_size=16, num_hidden_layers=1, **shape))
+    big = BertForQuestionAnswering(BertConfig(hidden_size=256, num_hidden_layers=6,
+                                              **{**shape, "intermediate_size": 1024}))
+    windows = datasets.Dataset.from_dict({"input_ids": [[1] * 128] * 32,
+                                          "attention_mask": [[1] * 128] * 32})
+    table = windows_per_second({"small": small, "big": big}, windows, batch_size=16)
+    assert table.loc["small", "parameters (M)"] == pytest.approx(small.num_parameters() / 1e6)
+    assert table.loc["small", "windows/s"] > table.loc["big", "windows/s"] > 0

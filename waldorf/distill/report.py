@@ -13,9 +13,11 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
+from waldorf.bench import time_call
 from waldorf.data import QAPredictions
 from waldorf.distill.losses import pool_mask, pool_sequence
 from waldorf.metrics import normalize_answer
+from waldorf.qa import predict_logits
 
 
 def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
@@ -67,6 +69,30 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
+def windows_per_second(models: dict[str, nn.Module], windows, batch_size: int,
+                       repeats: int = 3) -> pd.DataFrame:
+    """Dev windows per second and parameters (millions) of each model, timed alike on the CPU.
+
+    A quick, page-sized measurement of trained models on real windows: one warm-up batch, then
+    ``repeats`` timed passes per model, interleaved so drift hits all alike, and the median.
+    Chapter 7's benchmark is the careful one.
+    Explained in book/05_baselines.ipynb.
+    """
+    cpu = torch.device("cpu")
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.to(cpu).eval()
+        predict_logits(model, windows.select(range(min(batch_size, len(windows)))), batch_size,
+                       progress=False)
+    for _ in range(repeats):
+        for name, model in models.items():
+            times[name].append(time_call(
+                lambda m=model: predict_logits(m, windows, batch_size, progress=False), cpu))
+    return pd.DataFrame({name: {"windows/s": len(windows) / (np.median(times[name]) / 1e3),
+                                "parameters (M)": sum(p.numel() for p in m.parameters()) / 1e6}
+                         for name, m in models.items()}).T
+
+
 class ReducedTeacher(nn.Module):
     """The teacher with only ``layers``, optionally on a sequence shortened ``downsample`` times.
 
@@ -100,4 +126,4 @@ class ReducedTeacher(nn.Module):
                                             end_logits=end.contiguous())
 
 
-__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table"]
+__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table", "windows_per_second"]

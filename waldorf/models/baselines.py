@@ -32,6 +32,10 @@ BASELINE_SHAPES: dict[str, dict] = {
     # The offline teacher's backbone, MiniLM-L6-H384 (what the cpu profile distils from).
     "teacher-shape": dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12,
                           intermediate_size=1536),
+    # DistilBERT-4 / BERT-PKD-4 scaled to the offline teacher: 4 of its layers at its width, so
+    # every layer can start from a teacher layer (chapter 5's baseline on the cpu profile).
+    "teacher4": dict(num_hidden_layers=4, hidden_size=384, num_attention_heads=12,
+                     intermediate_size=1536),
 }
 
 MODEL_NAMES: tuple[str, ...] = ("waldorf", *BASELINE_SHAPES)
