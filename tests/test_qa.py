@@ -13,6 +13,7 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from waldorf import cli, data
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
 from waldorf.metrics import evaluate_files, squad_evaluate
+from waldorf.postprocess import QAPredictions
 from waldorf.qa import (
     QuestionAnswerer,
     evaluate_qa,
@@ -145,7 +146,7 @@ def test_evaluate_qa_returns_official_and_forced_keys(model_dir, tmp_path):
                 "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
     assert list(out)[:len(official)] == official
     assert {"forced_HasAns_exact", "forced_HasAns_f1"} <= set(out)
-    assert isinstance(out["predictions"], data.QAPredictions)
+    assert isinstance(out["predictions"], QAPredictions)
     assert set(out["predictions"].na_probs) == {"z1", "z2", "r1"}
     assert out["best_f1"] >= out["NoAns_total"] / out["total"] * 100 - 1e-9  # abstain-all floor
 
@@ -157,7 +158,7 @@ def test_threshold_curve_spans_abstain_all_to_answer_all(tmp_path):
     spans = {"z1": "zebra", "z2": "moon", "r1": "runs north"}
     na_probs = {"z1": 0.2, "z2": 0.7, "r1": 0.6}
     answers = {q: "" if na_probs[q] > 0.5 else s for q, s in spans.items()}
-    predictions = data.QAPredictions(answers, na_probs, spans, {})
+    predictions = QAPredictions(answers, na_probs, spans, {})
     curve = threshold_curve(examples, predictions, [-1.0, 0.5, 0.65, 1.0])
     assert curve["f1"][0] == pytest.approx(100 / 3)  # abstain everywhere: the NoAns share
     assert curve["HasAns_f1"][-1] == pytest.approx(squad_evaluate(examples, spans)["HasAns_f1"])

@@ -5,7 +5,6 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
-from waldorf.data import QAPredictions
 from waldorf.distill.report import (
     ReducedTeacher,
     agreement,
@@ -13,6 +12,7 @@ from waldorf.distill.report import (
     margin_table,
     windows_per_second,
 )
+from waldorf.postprocess import QAPredictions
 
 
 def _preds(answers, na_probs, spans):

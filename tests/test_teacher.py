@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from waldorf import data, teacher
 from waldorf.artifacts import list_artifacts
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+from waldorf.postprocess import QAPredictions
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_evaluate_teacher_reproduces_the_recorded_dev_scores(profile):
     model, tokenizer = run.load()
     scores = teacher.evaluate_teacher(model, tokenizer, data.load_squad("dev", profile), profile)
     recorded = run.metadata["dev_scores"]
-    assert recorded and isinstance(scores["predictions"], data.QAPredictions)
+    assert recorded and isinstance(scores["predictions"], QAPredictions)
     for key, value in recorded.items():
         assert scores[key] == pytest.approx(value), key
 

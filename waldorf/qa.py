@@ -2,7 +2,7 @@
 
 transformers 5 dropped the extractive ``question-answering`` pipeline; ``QuestionAnswerer``
 replaces it, and it shares every step with evaluation (``data.prepare_eval_features`` and
-``data.postprocess_qa``), so what a reader tries by hand behaves exactly like the dev scores.
+``postprocess.postprocess_qa``), so what a reader tries by hand behaves exactly like the dev scores.
 Explained in book/03_architecture.ipynb.
 """
 
@@ -23,6 +23,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from waldorf import data
 from waldorf.config import Profile, get_profile, resolve_checkpoint
 from waldorf.metrics import get_raw_scores, gold_answers, squad_evaluate
+from waldorf.postprocess import QAPredictions, postprocess_qa
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -77,7 +78,7 @@ def predict_logits(model, features, batch_size: int = 64,
 
 
 def predict_dataset(model, tokenizer, examples: datasets.Dataset,
-                    profile: Profile | None = None) -> data.QAPredictions:
+                    profile: Profile | None = None) -> QAPredictions:
     """Answers and no-answer probabilities for every question of a hub-schema Dataset.
 
     Explained in book/02_teacher.ipynb.
@@ -85,7 +86,7 @@ def predict_dataset(model, tokenizer, examples: datasets.Dataset,
     profile = profile or get_profile()
     features = data.tokenize_squad(examples, tokenizer, profile, train=False)
     start, end = predict_logits(model, features, profile.eval_batch_size)
-    return data.postprocess_qa(examples, features, start, end, n_best=profile.data.n_best,
+    return postprocess_qa(examples, features, start, end, n_best=profile.data.n_best,
                                max_answer_length=profile.data.max_answer_length)
 
 
@@ -108,7 +109,7 @@ def evaluate_qa(model, tokenizer, examples: datasets.Dataset,
     return scores
 
 
-def threshold_curve(examples: datasets.Dataset, predictions: data.QAPredictions,
+def threshold_curve(examples: datasets.Dataset, predictions: QAPredictions,
                     thresholds=None) -> dict[str, np.ndarray]:
     """F1 (all, HasAns, NoAns, in percent) and the share of questions answered when the model
     answers its best span wherever ``na_prob <= threshold`` and abstains elsewhere.
@@ -220,7 +221,7 @@ class QuestionAnswerer:
         features = data.prepare_eval_features(examples, self.tokenizer, self.max_length,
                                               self.stride)
         start, end = predict_logits(self.model, features, self.batch_size, progress=False)
-        preds = data.postprocess_qa(examples, features, start, end, n_best=self.n_best,
+        preds = postprocess_qa(examples, features, start, end, n_best=self.n_best,
                                     max_answer_length=self.max_answer_length,
                                     null_threshold=self.null_threshold)
         results = []

@@ -14,9 +14,9 @@ from torch import nn
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from waldorf.bench import time_call
-from waldorf.data import QAPredictions
 from waldorf.distill.losses import pool_mask, pool_sequence
 from waldorf.metrics import normalize_answer
+from waldorf.postprocess import QAPredictions
 from waldorf.qa import predict_logits
 
 
