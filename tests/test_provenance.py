@@ -71,3 +71,17 @@ def test_footer_displays_markdown_and_returns_the_record(monkeypatch):
     assert info["profile"] == "smoke"
     assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown)
     assert "`smoke`" in shown[0].data and info["git"] in shown[0].data
+
+
+@pytest.mark.parametrize(("seconds", "verdict"), [(44 * 60, "within"), (46 * 60, "OVER")])
+def test_budget_report_totals_minutes_and_judges_only_the_cpu_run(seconds, verdict, capsys,
+                                                                  monkeypatch):
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    table = provenance.budget_report({"stage 1": seconds / 2, "stage 2": seconds / 2}, "cpu")
+    assert len(shown) == 1 and shown[0] is table
+    assert list(table.index) == ["stage 1", "stage 2", "total"]
+    assert table.loc["total", "minutes"] == pytest.approx(seconds / 60)
+    assert capsys.readouterr().out.startswith(verdict)
+    provenance.budget_report({"stage 1": seconds}, "smoke")
+    assert capsys.readouterr().out == ""  # smoke runs are not the book's run: no verdict

@@ -15,9 +15,12 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
+
 from waldorf.config import Profile
 
 REPO = Path(__file__).resolve().parents[1]
+BUDGET_MINUTES = 45  # the book's limit for one chapter's cpu-profile run on 2 cores
 
 
 def _cpu_model() -> str:
@@ -98,6 +101,25 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
+
+
+def budget_report(seconds: dict[str, float], profile: Profile | str) -> pd.DataFrame:
+    """Display the minutes per step of a chapter and their total; on the ``cpu`` profile (the
+    book's own run) print whether the total fits the book's ``BUDGET_MINUTES`` per chapter.
+
+    ``seconds``: step name -> seconds, e.g. the ``duration_s`` an artifact recorded.
+    Returns the table. Explained in book/02_teacher.ipynb.
+    """
+    from IPython.display import display
+
+    minutes = pd.Series({name: value / 60 for name, value in seconds.items()}, dtype=float)
+    minutes["total"] = minutes.sum()
+    table = minutes.round(1).to_frame("minutes")
+    display(table)
+    if (profile if isinstance(profile, str) else profile.name) == "cpu":
+        verdict = "within" if minutes["total"] <= BUDGET_MINUTES else "OVER"
+        print(f"{verdict} this book's budget of {BUDGET_MINUTES} minutes for a chapter's cpu run")
+    return table
 
 
 def to_markdown(info: dict) -> str:
