@@ -208,6 +208,8 @@ def test_teacher4_is_the_teacher_shape_two_layers_shorter():
         teacher, four = build_student("teacher-shape"), build_student("teacher4")
     layer = count_parameters(teacher.bert.encoder.layer[0])["total"]
     assert four.config.num_hidden_layers == 4 and four.config.hidden_size == 384
+    large4 = build_student("bert_large4", vocab_size=100)  # the same cut of the gpu teacher
+    assert large4.config.num_hidden_layers == 4 and large4.config.hidden_size == 1024
     assert count_parameters(teacher)["total"] - count_parameters(four)["total"] == 2 * layer
 
 

@@ -1,6 +1,9 @@
 """waldorf.distill.report: margins over the floor, agreement, and the reduced teacher."""
 
+from types import SimpleNamespace
+
 import datasets
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
@@ -10,6 +13,7 @@ from waldorf.distill.report import (
     agreement,
     decisions,
     margin_table,
+    stage_table,
     windows_per_second,
 )
 from waldorf.postprocess import QAPredictions
@@ -25,6 +29,8 @@ def test_margin_table_shares_of_the_teacher_margin():
     assert table.loc["teacher", "share of teacher margin (%)"] == pytest.approx(100.0)
     assert table.loc["student", "margin over floor"] == pytest.approx(2.5)
     assert table.loc["student", "share of teacher margin (%)"] == pytest.approx(50.0)
+    assert table.loc["teacher", "forced_HasAns_f1"] == pytest.approx(70.0)
+    assert np.isnan(table.loc["student", "best_exact"])  # not given: reported as missing
 
 
 def test_decisions_follow_the_official_threshold_rule():
@@ -89,6 +95,21 @@ def test_windows_per_second_counts_parameters_and_ranks_a_bigger_model_slower():
                                               **{**shape, "intermediate_size": 1024}))
     windows = datasets.Dataset.from_dict({"input_ids": [[1] * 128] * 32,
                                           "attention_mask": [[1] * 128] * 32})
-    table = windows_per_second({"small": small, "big": big}, windows, batch_size=16)
+    table = windows_per_second({"small": small, "big": big}, windows, batch_size=16,
+                               reference="big")
     assert table.loc["small", "parameters (M)"] == pytest.approx(small.num_parameters() / 1e6)
     assert table.loc["small", "windows/s"] > table.loc["big", "windows/s"] > 0
+    assert table.loc["big", "x big"] == pytest.approx(1.0) and table.loc["small", "x big"] > 1
+
+
+def test_stage_table_lists_every_stage_of_each_run_in_minutes():
+    def part(role, seconds, previous=None):
+        meta = dict(role=role, train_windows=100, optimizer_steps=4, duration_s=seconds,
+                    hardware="cpu", git_revision="abc")
+        return SimpleNamespace(metadata=meta, previous=previous)
+
+    both = part("student-prediction", 120.0, previous=part("student-intermediate", 60.0))
+    table = stage_table({"a": both, "gold": part("student-gold", 30.0)})
+    assert list(table.index) == [("a", "stage 1"), ("a", "stage 2"), ("gold", "gold labels")]
+    assert table.loc[("a", "stage 1"), "minutes"] == pytest.approx(1.0)
+    assert table.loc[("gold", "gold labels"), "minutes"] == pytest.approx(0.5)

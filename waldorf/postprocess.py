@@ -47,9 +47,9 @@ def _char_offsets(features, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def postprocess_qa(examples, features, start_logits: np.ndarray, end_logits: np.ndarray,
-                   n_best: int = 20, max_answer_length: int = 30,
-                   null_threshold: float = 0.0) -> QAPredictions:
+def postprocess_qa(examples: datasets.Dataset | dict, features: datasets.Dataset | dict,
+                   start_logits: np.ndarray, end_logits: np.ndarray, n_best: int = 20,
+                   max_answer_length: int = 30, null_threshold: float = 0.0) -> QAPredictions:
     """Search the n best starts x n best ends of every window, keep the best valid span
     over all windows of a question, and compare it with the null (CLS) score.
 

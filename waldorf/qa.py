@@ -87,7 +87,7 @@ def predict_dataset(model, tokenizer, examples: datasets.Dataset,
     features = data.tokenize_squad(examples, tokenizer, profile, train=False)
     start, end = predict_logits(model, features, profile.eval_batch_size)
     return postprocess_qa(examples, features, start, end, n_best=profile.data.n_best,
-                               max_answer_length=profile.data.max_answer_length)
+                          max_answer_length=profile.data.max_answer_length)
 
 
 def evaluate_qa(model, tokenizer, examples: datasets.Dataset,
@@ -222,8 +222,8 @@ class QuestionAnswerer:
                                               self.stride)
         start, end = predict_logits(self.model, features, self.batch_size, progress=False)
         preds = postprocess_qa(examples, features, start, end, n_best=self.n_best,
-                                    max_answer_length=self.max_answer_length,
-                                    null_threshold=self.null_threshold)
+                               max_answer_length=self.max_answer_length,
+                               null_threshold=self.null_threshold)
         results = []
         for qid in ids:
             answer, na_prob = preds.answers[qid], preds.na_probs[qid]

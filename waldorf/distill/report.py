@@ -7,6 +7,7 @@ student by the share of the teacher's margin it keeps. Explained in book/04_dist
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
@@ -22,7 +23,8 @@ from waldorf.qa import predict_logits
 
 def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
     """One row per model: ``best_f1``, its margin over ``floor``, the share of the teacher's
-    margin kept (NaN when the teacher has no margin), and span quality (``forced_HasAns_f1``).
+    margin kept (NaN when the teacher has no margin), span quality (``forced_HasAns_f1``) and
+    ``best_exact`` (the paper reports EM next to F1).
 
     ``scores``: model name -> official scores (``qa.evaluate_qa`` or a run's recorded scores).
     Explained in book/04_distillation.ipynb.
@@ -31,7 +33,8 @@ def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher"
     scale = 100 / teacher_margin if teacher_margin > 0 else np.nan  # no margin, no share
     rows = {name: {"best_f1": s["best_f1"], "margin over floor": s["best_f1"] - floor,
                    "share of teacher margin (%)": (s["best_f1"] - floor) * scale,
-                   "forced_HasAns_f1": s.get("forced_HasAns_f1", np.nan)}
+                   "forced_HasAns_f1": s.get("forced_HasAns_f1", np.nan),
+                   "best_exact": s.get("best_exact", np.nan)}
             for name, s in scores.items()}
     return pd.DataFrame(rows).T
 
@@ -69,28 +72,57 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
-def windows_per_second(models: dict[str, nn.Module], windows, batch_size: int,
-                       repeats: int = 3) -> pd.DataFrame:
+STAGE_NAMES = {"student-intermediate": "stage 1", "student-prediction": "stage 2",
+               "student-gold": "gold labels"}
+
+
+def stage_table(runs: dict) -> pd.DataFrame:
+    """One row per run and stage: windows, optimizer steps, minutes, machine and revision.
+
+    ``runs``: name -> a ``StudentRun`` (``distill`` or ``train_without_teacher``); the stages
+    before it (``previous``) get rows too, each named by its artifact role.
+    Explained in book/05_baselines.ipynb.
+    """
+    rows = {}
+    for name, run in runs.items():
+        chain = []
+        while run is not None:
+            chain.insert(0, run)
+            run = run.previous
+        for part in chain:
+            m = part.metadata
+            rows[(name, STAGE_NAMES.get(m["role"], m["role"]))] = {
+                "windows": m["train_windows"], "steps": m["optimizer_steps"],
+                "minutes": m["duration_s"] / 60, "hardware": m["hardware"],
+                "git": m["git_revision"]}
+    return pd.DataFrame(rows).T
+
+
+def windows_per_second(models: dict[str, nn.Module], windows: datasets.Dataset, batch_size: int,
+                       repeats: int = 3, reference: str | None = None) -> pd.DataFrame:
     """Dev windows per second and parameters (millions) of each model, timed alike on the CPU.
 
-    A quick, page-sized measurement of trained models on real windows: one warm-up batch, then
-    ``repeats`` timed passes per model, interleaved so drift hits all alike, and the median.
-    Chapter 7's benchmark is the careful one.
+    A quick, page-sized measurement of trained models on real windows: a warm-up on a few
+    windows, then ``repeats`` timed passes per model, interleaved so drift hits all alike, and
+    the median. Moves every model to the CPU. With ``reference`` (a key of ``models``) a column
+    gives each speed relative to it. Chapter 7's benchmark is the careful one.
     Explained in book/05_baselines.ipynb.
     """
     cpu = torch.device("cpu")
     times: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():
         model.to(cpu).eval()
-        predict_logits(model, windows.select(range(min(batch_size, len(windows)))), batch_size,
-                       progress=False)
+        predict_logits(model, windows.select(range(min(8, len(windows)))), 8, progress=False)
     for _ in range(repeats):
         for name, model in models.items():
             times[name].append(time_call(
                 lambda m=model: predict_logits(m, windows, batch_size, progress=False), cpu))
-    return pd.DataFrame({name: {"windows/s": len(windows) / (np.median(times[name]) / 1e3),
-                                "parameters (M)": sum(p.numel() for p in m.parameters()) / 1e6}
-                         for name, m in models.items()}).T
+    table = pd.DataFrame({name: {"windows/s": len(windows) / (np.median(times[name]) / 1e3),
+                                 "parameters (M)": sum(p.numel() for p in m.parameters()) / 1e6}
+                          for name, m in models.items()}).T
+    if reference is not None:
+        table[f"x {reference}"] = table["windows/s"] / table.loc[reference, "windows/s"]
+    return table
 
 
 class ReducedTeacher(nn.Module):
@@ -126,4 +158,5 @@ class ReducedTeacher(nn.Module):
                                             end_logits=end.contiguous())
 
 
-__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table", "windows_per_second"]
+__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table", "stage_table",
+           "windows_per_second"]

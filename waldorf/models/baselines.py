@@ -36,6 +36,9 @@ BASELINE_SHAPES: dict[str, dict] = {
     # every layer can start from a teacher layer (chapter 5's baseline on the cpu profile).
     "teacher4": dict(num_hidden_layers=4, hidden_size=384, num_attention_heads=12,
                      intermediate_size=1536),
+    # The same cut of the gpu profile's teacher, BERT-Large: 4 layers at its width.
+    "bert_large4": dict(num_hidden_layers=4, hidden_size=1024, num_attention_heads=16,
+                        intermediate_size=4096),
 }
 
 MODEL_NAMES: tuple[str, ...] = ("waldorf", *BASELINE_SHAPES)
