@@ -25,6 +25,7 @@ from waldorf.models import (
     count_parameters,
     distilbert_style_from_teacher,
     downsample_mask,
+    four_layer_baseline,
 )
 from waldorf.models.modeling_waldorf import depthwise_conv1d
 
@@ -210,6 +211,10 @@ def test_teacher4_is_the_teacher_shape_two_layers_shorter():
     assert four.config.num_hidden_layers == 4 and four.config.hidden_size == 384
     large4 = build_student("bert_large4", vocab_size=100)  # the same cut of the gpu teacher
     assert large4.config.num_hidden_layers == 4 and large4.config.hidden_size == 1024
+    assert four_layer_baseline(teacher.config) == "teacher4"
+    assert four_layer_baseline(baseline_config("bert_large")) == "bert_large4"
+    with pytest.raises(ValueError, match="width 768"):
+        four_layer_baseline(baseline_config("bert_base"))
     assert count_parameters(teacher)["total"] - count_parameters(four)["total"] == 2 * layer
 
 

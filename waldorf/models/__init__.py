@@ -15,6 +15,7 @@ from waldorf.models.baselines import (
     baseline_config,
     build_student,
     distilbert_style_from_teacher,
+    four_layer_baseline,
 )
 from waldorf.models.configuration_waldorf import WaldorfConfig
 from waldorf.models.counting import count_macs, count_parameters
@@ -44,5 +45,6 @@ __all__ = [
     "count_parameters",
     "distilbert_style_from_teacher",
     "downsample_mask",
+    "four_layer_baseline",
     "span_loss",
 ]

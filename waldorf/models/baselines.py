@@ -42,6 +42,8 @@ BASELINE_SHAPES: dict[str, dict] = {
 }
 
 MODEL_NAMES: tuple[str, ...] = ("waldorf", *BASELINE_SHAPES)
+# Teacher width -> the four-layer cut of that teacher (chapter 5's baseline).
+FOUR_LAYERS_AT_WIDTH = {384: "teacher4", 1024: "bert_large4"}
 
 
 def baseline_config(name: str, **overrides) -> BertConfig:
@@ -52,6 +54,18 @@ def baseline_config(name: str, **overrides) -> BertConfig:
     if name not in BASELINE_SHAPES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINE_SHAPES)}")
     return BertConfig(**{**BASELINE_SHAPES[name], **overrides})
+
+
+def four_layer_baseline(teacher_config: BertConfig) -> str:
+    """The baseline shape with four layers at the teacher's width, so each can start from one.
+
+    Explained in book/05_baselines.ipynb.
+    """
+    width = teacher_config.hidden_size
+    if width not in FOUR_LAYERS_AT_WIDTH:
+        raise ValueError(f"no four-layer baseline for a teacher of width {width}; "
+                         f"known widths: {sorted(FOUR_LAYERS_AT_WIDTH)}")
+    return FOUR_LAYERS_AT_WIDTH[width]
 
 
 def build_student(name: str | WaldorfConfig | BertConfig, **overrides) -> PreTrainedModel:
@@ -111,8 +125,10 @@ def distilbert_style_from_teacher(
 
 __all__ = [
     "BASELINE_SHAPES",
+    "FOUR_LAYERS_AT_WIDTH",
     "MODEL_NAMES",
     "baseline_config",
     "build_student",
     "distilbert_style_from_teacher",
+    "four_layer_baseline",
 ]
