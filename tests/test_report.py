@@ -113,3 +113,4 @@ def test_stage_table_lists_every_stage_of_each_run_in_minutes():
     assert list(table.index) == [("a", "stage 1"), ("a", "stage 2"), ("gold", "gold labels")]
     assert table.loc[("a", "stage 1"), "minutes"] == pytest.approx(1.0)
     assert table.loc[("gold", "gold labels"), "minutes"] == pytest.approx(0.5)
+    assert table["steps"].dtype.kind == "i" and table["minutes"].dtype.kind == "f"  # rounds

@@ -95,7 +95,7 @@ def stage_table(runs: dict) -> pd.DataFrame:
                 "windows": m["train_windows"], "steps": m["optimizer_steps"],
                 "minutes": m["duration_s"] / 60, "hardware": m["hardware"],
                 "git": m["git_revision"]}
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")  # keeps each column's own type
 
 
 def windows_per_second(models: dict[str, nn.Module], windows: datasets.Dataset, batch_size: int,
