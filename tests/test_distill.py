@@ -16,6 +16,7 @@ from waldorf import data
 from waldorf import teacher as teachers
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
 from waldorf.distill import copy_from_teacher, losses, stages
+from waldorf.distill.report import ReducedTeacher
 from waldorf.models import build_student
 from waldorf.teacher import TeacherRun
 from waldorf.train import History
@@ -287,6 +288,26 @@ def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):
     basis = torch.linalg.svd(table, full_matrices=False)[2][:16].T  # (32, 16): top directions
     assert torch.allclose(narrow.waldorf.embeddings.word_embeddings.weight, table @ basis,
                           atol=1e-5)
+
+
+def test_a_shallower_bert_copied_from_the_top_is_the_teacher_without_its_lowest_layers():
+    # Chapter 5's baseline at step 0: a 4-of-6 cut, here 2 of 3 layers of a tiny teacher.
+    torch.manual_seed(0)
+    shape = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=100,
+                 attn_implementation="eager")
+    teacher = BertForQuestionAnswering(BertConfig(num_hidden_layers=3, **shape)).eval()
+    student = BertForQuestionAnswering(BertConfig(num_hidden_layers=2, **shape)).eval()
+    copied = copy_from_teacher(student, teacher, "top")
+    assert {"unit 0 <- teacher layer 1", "unit 1 <- teacher layer 2", "qa_outputs"} <= set(copied)
+    ids = torch.randint(1, 100, (2, 9))  # (batch, seq)
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+    with torch.no_grad():
+        ours = student(input_ids=ids, attention_mask=mask)
+        cut = ReducedTeacher(teacher, [1, 2])(ids, mask)
+        full = teacher(input_ids=ids, attention_mask=mask)
+    real = mask.bool()
+    assert torch.allclose(ours.start_logits[real], cut.start_logits[real], atol=1e-5)
+    assert not torch.allclose(ours.start_logits[real], full.start_logits[real], atol=1e-3)
 
 
 def test_train_without_teacher_runs_on_gold_labels(setup):
