@@ -24,6 +24,16 @@ def _shared_squad_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tokenizer():
+    """The offline teacher's tokenizer (BERT uncased WordPiece), loaded once per session."""
+    from transformers import AutoTokenizer
+
+    from waldorf.config import BUNDLED_MINILM, resolve_checkpoint
+
+    return AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+
+
+@pytest.fixture(scope="session")
 def squad_dir() -> Path:
     """The real SQuAD 2.0 files of ../shared/data/squad2; skips the test when they are absent."""
     path = _shared_squad_dir()

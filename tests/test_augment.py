@@ -6,7 +6,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertForQuestionAnswering
+from transformers import AutoModel, BertConfig, BertForQuestionAnswering
 
 from waldorf import augment
 from waldorf import teacher as teachers
@@ -41,11 +41,6 @@ def examples() -> datasets.Dataset:
         _row("q6", "Italy", ROME, "What is the population of Rome?"),  # unanswerable
     ]
     return datasets.Dataset.from_list(rows, features=FEATURES)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
 
 
 @pytest.fixture(scope="module")

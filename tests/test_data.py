@@ -10,9 +10,8 @@ from dataclasses import replace
 import datasets
 import numpy as np
 import pytest
-from transformers import AutoTokenizer
 
-from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+from waldorf.config import get_profile
 from waldorf.data import (
     FEATURES,
     SAMPLE_PATH,
@@ -25,11 +24,6 @@ from waldorf.data import (
     subsample_negative_windows,
     tokenize_squad,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
 
 
 @pytest.fixture

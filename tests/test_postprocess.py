@@ -5,16 +5,9 @@ from __future__ import annotations
 import datasets
 import numpy as np
 import pytest
-from transformers import AutoTokenizer
 
-from waldorf.config import BUNDLED_MINILM, resolve_checkpoint
 from waldorf.data import SAMPLE_PATH, prepare_eval_features, prepare_train_features, read_squad_json
 from waldorf.postprocess import postprocess_qa
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ student by the share of the teacher's margin it keeps. Explained in book/04_dist
 
 from __future__ import annotations
 
+from functools import partial
+
 import datasets
 import numpy as np
 import pandas as pd
@@ -14,7 +16,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
-from waldorf.bench import time_call
+from waldorf.bench import Timing, measure_group
+from waldorf.bench_report import summarise
 from waldorf.distill.losses import pool_mask, pool_sequence
 from waldorf.metrics import normalize_answer
 from waldorf.postprocess import QAPredictions
@@ -102,22 +105,22 @@ def windows_per_second(models: dict[str, nn.Module], windows: datasets.Dataset, 
                        repeats: int = 3, reference: str | None = None) -> pd.DataFrame:
     """Dev windows per second and parameters (millions) of each model, timed alike on the CPU.
 
-    A quick, page-sized measurement of trained models on real windows: a warm-up on a few
-    windows, then ``repeats`` timed passes per model, interleaved so drift hits all alike, and
-    the median. Moves every model to the CPU. With ``reference`` (a key of ``models``) a column
-    gives each speed relative to it. Chapter 7's benchmark is the careful one.
+    A quick, page-sized measurement of trained models on real windows with chapter 7's
+    harness (``bench.measure_group``): a warm-up pass, then ``repeats`` timed passes per model,
+    interleaved so drift hits all alike, and the median. Moves every model to the CPU. With
+    ``reference`` (a key of ``models``) a column gives each speed relative to it.
     Explained in book/05_baselines.ipynb.
     """
     cpu = torch.device("cpu")
-    times: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():
         model.to(cpu).eval()
-        predict_logits(model, windows.select(range(min(8, len(windows)))), 8, progress=False)
-    for _ in range(repeats):
-        for name, model in models.items():
-            times[name].append(time_call(
-                lambda m=model: predict_logits(m, windows, batch_size, progress=False), cpu))
-    table = pd.DataFrame({name: {"windows/s": len(windows) / (np.median(times[name]) / 1e3),
+    fns = {name: partial(predict_logits, model, windows, batch_size, progress=False)
+           for name, model in models.items()}
+    timing = Timing(warmup=1, min_repeats=repeats, max_repeats=repeats, cell_budget_s=0.0)
+    times = {name: cell["times_ms"] for name, cell in
+             measure_group(fns, timing, cpu, desc="windows per second").items()}
+    table = pd.DataFrame({name: {"windows/s": len(windows) / (summarise(times[name])["median"]
+                                                              / 1e3),
                                  "parameters (M)": sum(p.numel() for p in m.parameters()) / 1e6}
                           for name, m in models.items()}).T
     if reference is not None:

@@ -43,7 +43,8 @@ BASELINE_SHAPES: dict[str, dict] = {
 
 MODEL_NAMES: tuple[str, ...] = ("waldorf", *BASELINE_SHAPES)
 # Teacher width -> the four-layer cut of that teacher (chapter 5's baseline).
-FOUR_LAYERS_AT_WIDTH = {384: "teacher4", 1024: "bert_large4"}
+FOUR_LAYERS_AT_WIDTH = {BASELINE_SHAPES[name]["hidden_size"]: name
+                        for name in ("teacher4", "bert_large4")}
 
 
 def baseline_config(name: str, **overrides) -> BertConfig:
