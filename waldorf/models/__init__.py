@@ -23,9 +23,9 @@ from waldorf.models.modeling_waldorf import (
     WaldorfForQuestionAnswering,
     WaldorfModel,
     WaldorfPreTrainedModel,
-    downsample_mask,
     span_loss,
 )
+from waldorf.models.resampling import downsample_mask
 
 # exist_ok: re-importing (e.g. importlib.reload in a notebook) must not fail.
 AutoConfig.register("waldorf", WaldorfConfig, exist_ok=True)
