@@ -2,9 +2,12 @@
 plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold") and
 keyword arguments of ``distill``/``train_without_teacher``; ``seed`` changes the student's
 seed (initialisation, augmentation, data order), not the teacher's. The name "prep" builds the
-teacher, its cache and the transfer set once. Prints one ``RESULT`` line."""
+teacher, its cache and the transfer set once. The environment variable ``SWEEP_CHECKPOINT``
+names another teacher backbone (the GPU sweeps used ``/tmp/minilm``); without it the run reuses
+the book's own cpu teacher. Prints one ``RESULT`` line."""
 
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -19,8 +22,10 @@ SHOWN = ("epoch", "best_f1", "f1", "HasAns_f1", "forced_HasAns_f1")
 name = sys.argv[1]
 spec = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 profile = get_profile("cpu")
-profile = replace(profile, teacher=replace(profile.teacher, checkpoint="/tmp/minilm"),
-                  student=replace(profile.student, **spec.pop("student", {})))
+profile = replace(profile, student=replace(profile.student, **spec.pop("student", {})))
+if "SWEEP_CHECKPOINT" in os.environ:
+    checkpoint = os.environ["SWEEP_CHECKPOINT"]
+    profile = replace(profile, teacher=replace(profile.teacher, checkpoint=checkpoint))
 started = time.time()
 run = teacher.get_teacher(profile, progress=False)
 if "seed" in spec:
