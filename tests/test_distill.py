@@ -205,6 +205,12 @@ def test_distillation_lowers_both_stage_losses_and_is_reused(setup):
                            train_args={"log_every": 1}, progress=False)
     assert again.model_dir == result.model_dir
     assert again.metadata["created"] == result.metadata["created"]  # found, not retrained
+    looked_up = stages.distill("waldorf", profile, "both", teacher=run, augment=False,
+                               train_args={"log_every": 1}, reuse_only=True)
+    assert looked_up.model_dir == result.model_dir and looked_up.previous is not None
+    missing = stages.distill("waldorf", profile, "both", teacher=run, augment=False,
+                             train_args={"log_every": 2}, reuse_only=True)
+    assert missing is None  # another recipe: nothing trained, nothing found
 
 
 def test_intermediate_closure_on_bert_and_waldorf_students(setup):

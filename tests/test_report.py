@@ -12,6 +12,7 @@ from waldorf.distill.report import (
     ReducedTeacher,
     agreement,
     decisions,
+    goal_verdicts,
     margin_table,
     stage_table,
     windows_per_second,
@@ -31,6 +32,15 @@ def test_margin_table_shares_of_the_teacher_margin():
     assert table.loc["student", "share of teacher margin (%)"] == pytest.approx(50.0)
     assert table.loc["teacher", "forced_HasAns_f1"] == pytest.approx(70.0)
     assert np.isnan(table.loc["student", "best_exact"])  # not given: reported as missing
+
+
+def test_goal_verdicts_compare_each_student_with_the_goal():
+    table = margin_table({"teacher": {"best_f1": 67.0}, "close": {"best_f1": 64.6},
+                          "far": {"best_f1": 60.0}}, floor=57.0)
+    assert goal_verdicts(table) == [
+        "close: keeps 76% of the teacher's margin (meets the goal of 75%)",
+        "far: keeps 30% of the teacher's margin (BELOW the goal of 75%)"]
+    assert goal_verdicts(table, ["far"]) == [goal_verdicts(table)[1]]
 
 
 def test_decisions_follow_the_official_threshold_rule():

@@ -59,6 +59,7 @@ def test_backbone_gets_a_new_span_head_only(tiny_backbone):
 
 
 def test_teacher_is_trained_once_then_reused(profile, counters):
+    assert teacher.get_teacher(profile, reuse_only=True) is None and counters["train"] == 0
     first = teacher.get_teacher(profile, progress=False)
     assert counters["train"] == 1
     meta = first.metadata
@@ -70,6 +71,7 @@ def test_teacher_is_trained_once_then_reused(profile, counters):
 
     second = teacher.get_teacher(profile, progress=False)
     assert counters["train"] == 1  # found, not retrained
+    assert teacher.get_teacher(profile, reuse_only=True).model_dir == first.model_dir
     assert second.model_dir == first.model_dir and second.history == first.history
     model, _ = second.load()
     assert type(model).__name__ == "BertForQuestionAnswering"

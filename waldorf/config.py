@@ -36,9 +36,10 @@ class DataConfig:
     dev_file: str = "dev.json"  # the held-out split every score in the book is measured on
     max_train_examples: int | None = None  # None: all; smoke cuts it to keep CI in seconds
     max_dev_examples: int | None = None
-    # 192 tokens hold ~78% of paragraphs in one window; 384 costs 2.5x per window on CPU
+    # ~78% of paragraphs have at most 192 tokens (a window also holds the question, so fewer
+    # fit whole: chapter 1 counts them); 384 costs 2.5x per window on CPU
     max_seq_length: int = 192
-    doc_stride: int = 96  # overlap between windows, half the window as in the BERT recipe
+    doc_stride: int = 96  # tokens two windows share (HF's `stride`): half the window
     max_answer_length: int = 30  # tokens; longer gold answers are rare (<1%) in SQuAD
     n_best: int = 20  # start/end candidates searched per window during post-processing
 

@@ -117,7 +117,8 @@ def threshold_curve(examples: datasets.Dataset, predictions: QAPredictions,
     The official ``best_f1`` sweeps only the answers the model already gave (it can add
     abstentions, never answers); this curve sweeps every threshold over the best spans, so
     it shows the whole trade-off. At 0.5 it is the model's own decision (null score > span).
-    Default thresholds: steps of 0.01 plus every question's na_prob, so the maximum is exact.
+    Default thresholds: steps of 0.01 plus every question's na_prob, so every distinct threshold
+    is on the curve (the official sweep may also stop inside a group of equal na_probs).
     Explained in book/02_teacher.ipynb.
     """
     golds = gold_answers(examples)

@@ -105,8 +105,10 @@ def _scalars(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if k not in ("step", "epoch")}
 
 
-def get_teacher(profile: Profile | None = None, *, progress: bool = True) -> TeacherRun:
-    """The fine-tuned teacher of ``profile``: found if finished, else trained or resumed.
+def get_teacher(profile: Profile | None = None, *, progress: bool = True,
+                reuse_only: bool = False) -> TeacherRun | None:
+    """The fine-tuned teacher of ``profile``: found if finished, else trained or resumed
+    (``reuse_only``: None instead).
 
     Trains on the profile's train files only; dev scores (official metrics with the
     teacher's own no-answer probabilities) are measured at the end of every epoch.
@@ -120,6 +122,8 @@ def get_teacher(profile: Profile | None = None, *, progress: bool = True) -> Tea
     if meta and meta.get("complete"):
         return TeacherRun(path / "model", meta, History.from_json(
             (path / "history.json").read_text()))
+    if reuse_only:
+        return None
     main = PartialState().is_main_process  # under `accelerate launch`, one process writes
     if main:
         write_metadata(path, "teacher", profile.name, key, complete=False)

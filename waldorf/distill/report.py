@@ -23,6 +23,8 @@ from waldorf.metrics import normalize_answer
 from waldorf.postprocess import QAPredictions
 from waldorf.qa import predict_logits
 
+GOAL_SHARE = 75.0  # the book's goal: a distilled student keeps at least 75% of the margin
+
 
 def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
     """One row per model: ``best_f1``, its margin over ``floor``, the share of the teacher's
@@ -40,6 +42,22 @@ def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher"
                    "best_exact": s.get("best_exact", np.nan)}
             for name, s in scores.items()}
     return pd.DataFrame(rows).T
+
+
+def goal_verdicts(table: pd.DataFrame, rows: list[str] | None = None,
+                  teacher: str = "teacher") -> list[str]:
+    """One line per row of a ``margin_table`` (default: every row but the teacher's): the share
+    of the teacher's margin it keeps, against ``GOAL_SHARE``.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    lines = []
+    for name in rows or [n for n in table.index if n != teacher]:
+        share = table.loc[name, "share of teacher margin (%)"]
+        verdict = "meets" if share >= GOAL_SHARE else "BELOW"
+        lines.append(f"{name}: keeps {share:.0f}% of the teacher's margin "
+                     f"({verdict} the goal of {GOAL_SHARE:.0f}%)")
+    return lines
 
 
 def decisions(predictions: QAPredictions, threshold: float) -> dict[str, bool]:

@@ -234,13 +234,15 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
             stage: str = "both", *, teacher: TeacherRun | None = None,
             cache: datasets.Dataset | None = None, init_from_teacher: bool = False,
             augment: bool = True, augment_options: dict | None = None,
-            train_args: dict | None = None, progress: bool = True) -> StudentRun:
+            train_args: dict | None = None, progress: bool = True,
+            reuse_only: bool = False) -> StudentRun | None:
     """Distil the teacher into ``student`` (a ``build_student`` name, or a model).
 
     ``stage``: "intermediate", "prediction" or "both" (stage 2 then starts from stage 1's
     result, kept in ``StudentRun.previous``). ``cache``: the teacher cache, if already loaded.
     ``augment``: use the transfer set (``augment_options`` override ``build_transfer_set``'s
     defaults and the profile's ``augment_variants``). ``train_args``: ``TrainArgs`` overrides.
+    ``reuse_only``: only look the finished run up, train nothing; None where a stage is missing.
     Explained in book/04_distillation.ipynb.
     """
     if stage not in STAGES:
@@ -262,22 +264,27 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
             prepared["windows"] = transfer_windows(profile, run, cache, options, progress)
         return prepared["windows"]
 
-    if init_from_teacher:
+    def found_or_trained(stage: str, model: nn.Module, key: dict) -> StudentRun | None:
+        found = _found(stage, profile, key)
+        if found is None and not reuse_only:
+            found = _stage(stage, model, windows(), run, profile, key, args, progress)
+        return found
+
+    if init_from_teacher and not reuse_only:
         copied = copy_from_teacher(model, run.load()[0], s.layer_mapping)
         logger.info("initialised from the teacher: %s", ", ".join(copied) or "nothing")
     previous, after = None, None
     if stage != "prediction":
         key = {**recipe, "epochs": s.intermediate_epochs}
-        previous = _found("intermediate", profile, key) or _stage(
-            "intermediate", model, windows(), run, profile, key, args, progress)
-        if stage == "intermediate" or not previous.metadata.get("complete"):
+        previous = found_or_trained("intermediate", model, key)
+        if stage == "intermediate" or previous is None or not previous.metadata.get("complete"):
             return previous
         model, after = previous.load()[0].train(), previous.metadata["hash"]
     key = {**recipe, "epochs": s.prediction_epochs, "temperature": s.temperature,
            "hard_label_weight": s.hard_label_weight, "after": after}
-    final = _found("prediction", profile, key) or _stage(
-        "prediction", model, windows(), run, profile, key, args, progress)
-    final.previous = previous
+    final = found_or_trained("prediction", model, key)
+    if final is not None:
+        final.previous = previous
     return final
 
 
