@@ -103,6 +103,14 @@ def test_a_chapter_runs_in_place_on_the_chosen_profile(tmp_path):
     assert outputs[0]["text"].strip() == "gpu"
 
 
+def test_data_note_only_when_a_local_profile_has_no_data_folder(monkeypatch):
+    monkeypatch.delenv("WALDORF_DATA_DIR", raising=False)
+    assert "packaged sample" in book.data_note("cpu")
+    assert book.data_note("gpu") is None  # reads the hub
+    monkeypatch.setenv("WALDORF_DATA_DIR", "/data/squad2")
+    assert book.data_note("cpu") is None
+
+
 def test_waldorf_book_arguments():
     parser = argparse.ArgumentParser()
     book.configure_book(parser)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from waldorf.config import PROFILE_ENV, PROFILES
+from waldorf.config import DATA_ENV, PROFILE_ENV, PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -210,6 +210,17 @@ def configure_book(parser: argparse.ArgumentParser) -> None:
                         help="build into PATH/_build instead of the book's own _build")
 
 
+def data_note(profile_name: str) -> str | None:
+    """A warning when a local-data profile would run on the packaged sample, else None.
+
+    Explained in book/intro.md.
+    """
+    if PROFILES[profile_name].data.source != "local" or os.environ.get(DATA_ENV):
+        return None
+    return (f"note: {DATA_ENV} is not set, so the {profile_name!r} profile reads the small "
+            "packaged sample; the recorded book ran on the offline SQuAD 2.0 folder (README, Data)")
+
+
 def run_book(args: argparse.Namespace) -> int:
     """Execute the chosen chapters, then build the book; 0 on success.
 
@@ -221,6 +232,9 @@ def run_book(args: argparse.Namespace) -> int:
     if not args.no_execute:
         notebooks = select_chapters(toc_notebooks(root), args.chapters)
         print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile")
+        note = data_note(args.profile)
+        if note:
+            print(note, flush=True)
         for index, path in enumerate(notebooks, 1):
             print(f"[{index}/{len(notebooks)}] {path.relative_to(root)}", flush=True)
             try:
