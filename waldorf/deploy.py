@@ -192,6 +192,9 @@ def _onnx_runner(model: nn.Module, example: dict, device: torch.device,
     _export_onnx(model, example, file)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # same threads as the torch paths
+    # Idle ORT threads spin for a while after each call by default, taking the cores from the
+    # torch paths timed next to it in the interleaved schedule: let them sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = (["CUDAExecutionProvider"] if device.type == "cuda" else []) + [
         "CPUExecutionProvider"]
     session = ort.InferenceSession(str(file), options, providers=providers)
