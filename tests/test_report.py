@@ -8,12 +8,16 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
+from waldorf.config import get_profile
+from waldorf.data import SAMPLE_PATH, load_squad
 from waldorf.distill.report import (
     ReducedTeacher,
     agreement,
     decisions,
+    difference_lines,
     goal_verdicts,
     margin_table,
+    recorded_margins,
     stage_table,
     windows_per_second,
 )
@@ -41,6 +45,28 @@ def test_goal_verdicts_compare_each_student_with_the_goal():
         "close: keeps 76% of the teacher's margin (meets the goal of 75%)",
         "far: keeps 30% of the teacher's margin (BELOW the goal of 75%)"]
     assert goal_verdicts(table, ["far"]) == [goal_verdicts(table)[1]]
+
+
+def test_recorded_margins_measure_from_the_splits_all_no_answer_floor():
+    dev = load_squad("dev", get_profile("smoke"), path=SAMPLE_PATH)
+    unanswerable = 100 * np.mean([not a["text"] for a in dev["answers"]])
+    runs = {"teacher": SimpleNamespace(metadata={"dev_scores": {"best_f1": unanswerable + 4}}),
+            "student": SimpleNamespace(metadata={"dev_scores": {"best_f1": unanswerable + 1}})}
+    table, floor = recorded_margins(runs, dev)
+    assert floor == pytest.approx(unanswerable)
+    assert table.loc["student", "share of teacher margin (%)"] == pytest.approx(25.0)
+
+
+def test_difference_lines_against_a_reference_row():
+    table = margin_table({"teacher": {"best_f1": 62.0}, "base": {"best_f1": 58.0,
+                          "forced_HasAns_f1": 40.0}, "big": {"best_f1": 59.5,
+                          "forced_HasAns_f1": 50.0}}, floor=57.0)
+    table["windows/s"] = [10.0, 100.0, 80.0]
+    table["macs"] = [0.5, 1.6, 1.25]
+    assert difference_lines(table, "base", ["big"], "WaLDORf") == [
+        "big minus WaLDORf: best_f1 +1.50, forced HasAns F1 +10.0, speed x0.80"]
+    assert difference_lines(table, "base", ["big"], "WaLDORf", arithmetic="macs")[0].endswith(
+        ", arithmetic +28%")
 
 
 def test_decisions_follow_the_official_threshold_rule():

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from waldorf.models.resampling import downsample_mask
+
 _EPS = 1e-12  # keeps log() finite where a student probability underflows to zero
 
 
@@ -113,7 +115,7 @@ def pool_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
 
     Explained in book/04_distillation.ipynb.
     """
-    return pool_sequence(mask.float(), factor, dim=-1) > 0  # (batch, ceil(seq / factor))
+    return downsample_mask(mask, factor).bool()  # the student's own rule, so the two agree
 
 
 def pool_attention(teacher_probs: torch.Tensor, factor: int,

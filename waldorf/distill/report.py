@@ -19,7 +19,7 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from waldorf.bench import Timing, measure_group
 from waldorf.bench_report import summarise
 from waldorf.distill.losses import pool_mask, pool_sequence
-from waldorf.metrics import normalize_answer
+from waldorf.metrics import normalize_answer, squad_evaluate
 from waldorf.postprocess import QAPredictions
 from waldorf.qa import predict_logits
 
@@ -42,6 +42,38 @@ def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher"
                    "best_exact": s.get("best_exact", np.nan)}
             for name, s in scores.items()}
     return pd.DataFrame(rows).T
+
+
+def recorded_margins(runs: dict, dev: datasets.Dataset,
+                     teacher: str = "teacher") -> tuple[pd.DataFrame, float]:
+    """``margin_table`` of the dev scores each run recorded (``metadata["dev_scores"]``), over
+    the all-no-answer F1 of ``dev``; returns the table and that floor.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    floor = squad_evaluate(dev, {qid: "" for qid in dev["id"]})["f1"]
+    scores = {name: run.metadata["dev_scores"] for name, run in runs.items()}
+    return margin_table(scores, floor, teacher), floor
+
+
+def difference_lines(table: pd.DataFrame, reference: str, rows: list[str], label: str,
+                     arithmetic: str | None = None) -> list[str]:
+    """One line per row: its ``best_f1`` and span-quality differences to ``reference`` (called
+    ``label``), and its speed (``windows/s``) as a ratio; with ``arithmetic`` (a column of MAC
+    ratios, larger = less arithmetic) also how much more arithmetic it does.
+
+    Explained in book/06_ablations.ipynb.
+    """
+    base, lines = table.loc[reference], []
+    for name in rows:
+        row = table.loc[name]
+        line = (f"{name} minus {label}: best_f1 {row['best_f1'] - base['best_f1']:+.2f}, "
+                f"forced HasAns F1 {row['forced_HasAns_f1'] - base['forced_HasAns_f1']:+.1f}, "
+                f"speed x{row['windows/s'] / base['windows/s']:.2f}")
+        if arithmetic is not None:
+            line += f", arithmetic {base[arithmetic] / row[arithmetic] - 1:+.0%}"
+        lines.append(line)
+    return lines
 
 
 def goal_verdicts(table: pd.DataFrame, rows: list[str] | None = None,
