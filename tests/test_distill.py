@@ -213,6 +213,21 @@ def test_distillation_lowers_both_stage_losses_and_is_reused(setup):
     assert missing is None  # another recipe: nothing trained, nothing found
 
 
+def test_stage1_terms_switch_what_stage_one_matches_and_key_the_artifact(setup):
+    profile, run, cache = setup
+    short = dataclasses.replace(profile, student=dataclasses.replace(
+        profile.student, prediction_epochs=0.5))
+    no_maps = stages.distill("waldorf", short, "intermediate", teacher=run, cache=cache,
+                             augment=False, stage1_terms=("units", "hidden"), progress=False)
+    assert set(no_maps.history.rows[0]["parts"]) == {"hidden", "units"}
+    assert tuple(no_maps.metadata["key"]["stage1_terms"]) == ("hidden", "units")  # canonical
+    full = stages.distill("waldorf", short, "intermediate", teacher=run, augment=False,
+                          reuse_only=True)
+    assert full is None  # the default terms are another recipe: nothing found
+    with pytest.raises(ValueError, match="stage1_terms"):
+        stages.distill("waldorf", short, teacher=run, stage1_terms=("logits",))
+
+
 def test_intermediate_closure_on_bert_and_waldorf_students(setup):
     profile, run, cache = setup
     teacher, _ = run.load()

@@ -196,7 +196,7 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
             model.set_attn_implementation("eager")  # fused kernels return no attention maps
         wrapped = DistillModel(model, teacher.config.hidden_size)
         compute_loss = intermediate_loss(teacher, getattr(model.config, "downsample", 1),
-                                         s.layer_mapping)
+                                         s.layer_mapping, key["stage1_terms"])
         epochs = s.intermediate_epochs
         args = {"find_unused_parameters": True, **args}  # stage 1 never reaches the span head
     elif stage == "prediction":
@@ -221,6 +221,14 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
     return StudentRun(path / "model", meta, history)
 
 
+def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
+    unknown = sorted(set(terms) - set(STAGE1_TERMS))
+    if unknown or not terms:
+        raise ValueError(f"stage1_terms must be a non-empty subset of {STAGE1_TERMS}, "
+                         f"got {tuple(terms)}")
+    return tuple(t for t in STAGE1_TERMS if t in terms)  # canonical order: one artifact key
+
+
 def _found(stage: str, profile: Profile, key: dict) -> StudentRun | None:
     path = artifact_dir(f"student-{stage}", profile.name, key)
     meta = read_metadata(path)
@@ -234,14 +242,15 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
             stage: str = "both", *, teacher: TeacherRun | None = None,
             cache: datasets.Dataset | None = None, init_from_teacher: bool = False,
             augment: bool = True, augment_options: dict | None = None,
-            train_args: dict | None = None, progress: bool = True,
-            reuse_only: bool = False) -> StudentRun | None:
+            train_args: dict | None = None, stage1_terms: Sequence[str] = STAGE1_TERMS,
+            progress: bool = True, reuse_only: bool = False) -> StudentRun | None:
     """Distil the teacher into ``student`` (a ``build_student`` name, or a model).
 
     ``stage``: "intermediate", "prediction" or "both" (stage 2 then starts from stage 1's
     result, kept in ``StudentRun.previous``). ``cache``: the teacher cache, if already loaded.
     ``augment``: use the transfer set (``augment_options`` override ``build_transfer_set``'s
     defaults and the profile's ``augment_variants``). ``train_args``: ``TrainArgs`` overrides.
+    ``stage1_terms``: what stage 1 matches (``intermediate_loss``; chapter 6 drops one).
     ``reuse_only``: only look the finished run up, train nothing; None where a stage is missing.
     Explained in book/04_distillation.ipynb.
     """
@@ -254,7 +263,7 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     options = s.augment_options() | (augment_options or {}) if augment else None
     recipe = dict(student=_student_key(model, name, profile.seed), teacher=run.metadata["hash"],
                   init_from_teacher=init_from_teacher, layer_mapping=s.layer_mapping,
-                  stage1_terms=STAGE1_TERMS, augment=options, seed=profile.seed,
+                  stage1_terms=_check_terms(stage1_terms), augment=options, seed=profile.seed,
                   learning_rate=s.learning_rate, batch_size=s.batch_size, train_args=args,
                   precision=resolve_mixed_precision(profile.mixed_precision))
     prepared: dict = {}
