@@ -15,12 +15,14 @@ from waldorf.distill.losses import (
     soft_cross_entropy,
 )
 from waldorf.distill.stages import (
+    STAGE1_TERMS,
     StudentRun,
     distill,
     train_without_teacher,
 )
 
 __all__ = [
+    "STAGE1_TERMS",
     "StudentRun",
     "attention_kl",
     "attention_transfer",
