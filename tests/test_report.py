@@ -67,6 +67,8 @@ def test_difference_lines_against_a_reference_row():
         "big minus WaLDORf: best_f1 +1.50, forced HasAns F1 +10.0, speed x0.80"]
     assert difference_lines(table, "base", ["big"], "WaLDORf", arithmetic="macs")[0].endswith(
         ", arithmetic +28%")
+    assert difference_lines(table.drop(columns="windows/s"), "base", ["big"], "WaLDORf") == [
+        "big minus WaLDORf: best_f1 +1.50, forced HasAns F1 +10.0"]  # no timing, no speed
 
 
 def test_decisions_follow_the_official_threshold_rule():

@@ -59,8 +59,9 @@ def recorded_margins(runs: dict, dev: datasets.Dataset,
 def difference_lines(table: pd.DataFrame, reference: str, rows: list[str], label: str,
                      arithmetic: str | None = None) -> list[str]:
     """One line per row: its ``best_f1`` and span-quality differences to ``reference`` (called
-    ``label``), and its speed (``windows/s``) as a ratio; with ``arithmetic`` (a column of MAC
-    ratios, larger = less arithmetic) also how much more arithmetic it does.
+    ``label``), and its speed as a ratio where the table has a ``windows/s`` column; with
+    ``arithmetic`` (a column of MAC ratios, larger = less arithmetic) also how much more
+    arithmetic it does.
 
     Explained in book/06_ablations.ipynb.
     """
@@ -68,8 +69,9 @@ def difference_lines(table: pd.DataFrame, reference: str, rows: list[str], label
     for name in rows:
         row = table.loc[name]
         line = (f"{name} minus {label}: best_f1 {row['best_f1'] - base['best_f1']:+.2f}, "
-                f"forced HasAns F1 {row['forced_HasAns_f1'] - base['forced_HasAns_f1']:+.1f}, "
-                f"speed x{row['windows/s'] / base['windows/s']:.2f}")
+                f"forced HasAns F1 {row['forced_HasAns_f1'] - base['forced_HasAns_f1']:+.1f}")
+        if "windows/s" in table.columns:
+            line += f", speed x{row['windows/s'] / base['windows/s']:.2f}"
         if arithmetic is not None:
             line += f", arithmetic {base[arithmetic] / row[arithmetic] - 1:+.0%}"
         lines.append(line)

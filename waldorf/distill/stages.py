@@ -3,11 +3,12 @@
 Stage 1 (``intermediate``) runs the teacher live and matches the student's final hidden states
 (through a learned linear projection to the teacher's width), the output and attention maps of
 each transformer unit to those of its teacher layer (``losses.layer_map``; the cpu profile maps
-3 units to MiniLM's top 3 layers), and the output of the units below them (WaLDORf's
+4 units to MiniLM's top 4 layers), and the output of the units below them (WaLDORf's
 convolutions) to the teacher layer below the first mapped one. Stage 2
 (``prediction``) matches start/end distributions to the cached teacher logits of the transfer
 set, plus a little gold. Any student the project builds works: attention maps are pooled to
 a down-sampled student's length and teacher heads are grouped into the student's.
+``stage1_terms`` chooses which of these stage 1 matches (chapter 6 drops the attention maps).
 Every run is an artifact keyed by its whole recipe and reused when complete.
 Explained in book/04_distillation.ipynb.
 """
