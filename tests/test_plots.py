@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import IPython.display
 import plotly.express as px
 import plotly.graph_objects as go
@@ -33,3 +35,18 @@ def test_span_bars_put_the_no_answer_mass_left_of_the_paragraph():
     assert list(start.x) == [-3, 0, 1] and list(start.y) == [0.2, 0.7, 0.1]
     assert list(end.x) == [-2, 0, 1] and list(end.y) == [0.3, 0.1, 0.6]
     assert start.customdata[0] == "[CLS] no answer" and end.customdata[2] == "cat"
+
+
+def test_term_curves_draw_each_model_in_one_colour_and_skip_missing_terms():
+    def history(rows):
+        return SimpleNamespace(rows=[{"step": i, "parts": parts} for i, parts in enumerate(rows)])
+    histories = {"a": {"stage 1": history([{"x": 1.0, "y": 2.0}, {"x": 0.5, "y": 1.0}])},
+                 "b": {"stage 1": history([{"x": 0.9}, {"x": 0.4}])}}
+    fig = plots.term_curves(histories, [("stage 1", "x"), ("stage 1", "y")], "t")
+    by_name = {}
+    for trace in fig.data:
+        by_name.setdefault(trace.name, set()).add(trace.line.color)
+    assert all(len(colours) == 1 for colours in by_name.values())  # one colour per model
+    assert by_name["a"] != by_name["b"]
+    assert list(fig.data[1].y) == [2.0, 1.0] and len(fig.data[3].y) == 0  # "b" logs no "y"
+    assert fig.layout.yaxis.type == "log"

@@ -8,9 +8,13 @@ tag that loads plotly.js from its CDN, so the committed notebooks stay small and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 RENDERER = "notebook_connected"
 TEMPLATE = "plotly_white"
@@ -58,4 +62,25 @@ def span_bars(fig: go.Figure, probs: dict, row: int | None = None, col: int | No
                     customdata=["[CLS] no answer"] + list(probs["tokens"]),
                     hovertemplate="%{customdata}: %{y:.3f}<extra>" + key + "</extra>",
                     row=row, col=col)
+    return fig
+
+
+def term_curves(histories: dict[str, dict], terms: Sequence[tuple[str, str]],
+                title: str) -> go.Figure:
+    """One panel per logged loss term, one line (one colour in every panel) per model, log scale.
+
+    ``histories``: model name -> stage name -> ``train.History``; ``terms``: (stage, term) pairs
+    naming a part of the stage's logged loss. A model without the term has no line in its panel.
+    Explained in book/05_baselines.ipynb.
+    """
+    fig = make_subplots(rows=1, cols=len(terms), subplot_titles=[f"{s}: {t}" for s, t in terms])
+    for color, (name, stages) in zip(qualitative.Plotly, histories.items(), strict=False):
+        for col, (stage, term) in enumerate(terms, start=1):
+            rows = [row for row in stages[stage].rows if term in row["parts"]]
+            fig.add_scatter(x=[row["step"] for row in rows], y=[row["parts"][term] for row in rows],
+                            mode="lines", name=name, legendgroup=name, line=dict(color=color),
+                            showlegend=col == 1, row=1, col=col)
+            fig.update_xaxes(title_text="optimizer step", row=1, col=col)
+    fig.update_yaxes(type="log")
+    fig.update_layout(title=title)
     return fig

@@ -45,7 +45,8 @@ class WaldorfConfig(PreTrainedConfig):
     downsample_mode: str = "conv"  # "conv": strided depthwise-separable conv; "pool": masked mean
     # --- transformer units (post-LN like BERT, so the teacher's layers could be copied in) ---
     # global reasoning between question and context; four copy the teacher's top four layers
-    # and kept more of its margin than three, at about the paper's lead over TinyBERT-4 (ch. 8)
+    # and kept more of its margin than three, at about the paper's lead over TinyBERT-4 (the
+    # development sweep in scripts/README.md, "Student shape on the CPU"; told in chapter 8)
     num_transformer_layers: int = 4
     num_attention_heads: int = 12  # the teacher's (head size 32): maps compare head to head
     intermediate_size: int = 1536  # 4x hidden, as in BERT and the teacher
