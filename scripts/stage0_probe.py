@@ -1,7 +1,8 @@
 """A "stage 0" before chapter 4's recipe (see scripts/README.md): only the student's embeddings
 and conv units train, against the teacher's second-layer output (stage 1's ``front`` target)
 from a two-layer teacher pass; then ``distill`` runs stage 1 and stage 2 as usual from that
-student. JSON options: ``seed``, ``epochs0`` (stage-0 epochs over the transfer set; 0 = none,
+student. JSON options: ``seed`` (the student's: initialisation, augmentation, data order; not
+the teacher's), ``epochs0`` (stage-0 epochs over the transfer set; 0 = none,
 the control), ``lr0``. ``STAGE0_PROFILE`` names the profile (default cpu). Prints one
 ``RESULT`` line."""
 import json
@@ -23,10 +24,10 @@ from waldorf.models import build_student
 
 name, spec = sys.argv[1], json.loads(sys.argv[2])
 profile = get_profile(os.environ.get("STAGE0_PROFILE", "cpu"))
-profile = replace(profile, seed=spec.get("seed", profile.seed))
 started = time.time()
-run = teacher.get_teacher(profile, progress=False)
+run = teacher.get_teacher(profile, progress=False)  # the profile's teacher, whatever the seed
 cache = teacher.teacher_cache(profile, run=run, progress=False)
+profile = replace(profile, seed=spec.get("seed", profile.seed))  # the student's seed only
 windows = transfer_windows(profile, run, cache, profile.student.augment_options(), progress=False)
 torch.manual_seed(profile.seed)
 student = build_student("waldorf")
