@@ -1,10 +1,10 @@
 """A "stage 0" before chapter 4's recipe (see scripts/README.md): only the student's embeddings
-and conv units train, against the teacher's second-layer output (stage 1's ``front`` target)
-from a two-layer teacher pass; then ``distill`` runs stage 1 and stage 2 as usual from that
-student. JSON options: ``seed`` (the student's: initialisation, augmentation, data order; not
-the teacher's), ``epochs0`` (stage-0 epochs over the transfer set; 0 = none,
-the control), ``lr0``. ``STAGE0_PROFILE`` names the profile (default cpu). Prints one
-``RESULT`` line."""
+and conv units train, against stage 1's ``front`` target (for the default student the
+teacher's second-layer output), from a pass through the teacher's layers below it; then
+``distill`` runs stage 1 and stage 2 as usual from that student. JSON options: ``seed`` (the
+student's: initialisation, augmentation, data order; not the teacher's), ``epochs0`` (stage-0
+epochs over the transfer set; 0 = none, the control), ``lr0``. ``STAGE0_PROFILE`` names the
+profile (default cpu). Prints one ``RESULT`` line."""
 import json
 import os
 import sys
@@ -19,7 +19,7 @@ from waldorf import teacher
 from waldorf.augment import transfer_windows
 from waldorf.config import get_profile
 from waldorf.distill import copy_from_teacher, distill
-from waldorf.distill.losses import hidden_mse
+from waldorf.distill.losses import hidden_mse, layer_map
 from waldorf.models import build_student
 
 name, spec = sys.argv[1], json.loads(sys.argv[2])
@@ -36,7 +36,10 @@ copy_from_teacher(student, t_model, profile.student.layer_mapping)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 student.to(dev).train()
 t_model.to(dev).eval()
-t_model.bert.encoder.layer = t_model.bert.encoder.layer[:2]  # two layers: the front target
+# stage 1's front target: the output of the teacher layer below the first one the units copy
+front = layer_map(student.config.num_transformer_layers, t_model.config.num_hidden_layers,
+                  profile.student.layer_mapping)[0]
+t_model.bert.encoder.layer = t_model.bert.encoder.layer[:front]  # only the layers below it
 base = student.waldorf
 params = list(base.embeddings.parameters()) + list(base.conv_units.parameters())
 epochs0 = spec.get("epochs0", 1.0)
@@ -54,7 +57,7 @@ if steps:
             batch = {k: v.to(dev) for k, v in batch.items()}
             with torch.autocast(dev, dtype=torch.bfloat16):
                 with torch.no_grad():
-                    target = t_model.bert(**batch, output_hidden_states=True).hidden_states[2]
+                    target = t_model.bert(**batch, output_hidden_states=True).hidden_states[front]
                 mask = batch["attention_mask"][..., None].to(torch.float32)
                 x = base.embeddings(batch["input_ids"], batch["token_type_ids"])
                 for unit in base.conv_units:
