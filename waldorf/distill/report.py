@@ -127,8 +127,8 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
-STAGE_NAMES = {"student-intermediate": "stage 1", "student-prediction": "stage 2",
-               "student-gold": "gold labels"}
+STAGE_NAMES = {"student-front": "stage 0", "student-intermediate": "stage 1",
+               "student-prediction": "stage 2", "student-gold": "gold labels"}
 
 
 def stage_table(runs: dict) -> pd.DataFrame:

@@ -1,5 +1,7 @@
-"""The two distillation stages, run through the book's one training loop.
+"""The distillation stages, run through the book's one training loop.
 
+Stage 0 (``front``, in ``front.py``) fits a teacher-initialised WaLDORf's convolutions to the
+teacher layers they replace.
 Stage 1 (``intermediate``) runs the teacher live and matches the student's final hidden states
 (through a learned linear projection to the teacher's width), the output and attention maps of
 each transformer unit to those of its teacher layer (``losses.layer_map``; the cpu profile maps
@@ -26,6 +28,7 @@ from pathlib import Path
 import datasets
 import torch
 from torch import nn
+from transformers import AutoConfig
 
 import waldorf.models  # noqa: F401  (registers WaLDORf with the Auto classes for loading)
 from waldorf import data, qa
@@ -35,13 +38,14 @@ from waldorf.augment import transfer_windows
 from waldorf.config import Profile, get_profile
 from waldorf.distill import losses
 from waldorf.distill.from_teacher import copy_from_teacher
+from waldorf.distill.front import FrontModel, front_layer, front_loss
 from waldorf.models import WaldorfPreTrainedModel, build_student
 from waldorf.teacher import TeacherRun, teacher_features
 from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("intermediate", "prediction", "both")
+STAGES = ("intermediate", "prediction", "both")  # stage 0 ("front") comes with stage 1
 TARGETS = ("teacher_start_logits", "teacher_end_logits", "has_gold", "start_positions",
            "end_positions")
 STAGE1_TERMS = ("hidden", "units", "front", "attention")  # in artifact keys: what stage 1 matches
@@ -180,7 +184,7 @@ def _build(student: str | nn.Module, profile: Profile) -> tuple[nn.Module, str |
 
 def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: TeacherRun,
            profile: Profile, key: dict, args: dict, progress: bool) -> StudentRun:
-    """Train one stage ("intermediate", "prediction" or "gold") and record it as an artifact."""
+    """Train one stage ("front", "intermediate", "prediction" or "gold"); record its artifact."""
     s, role = profile.student, f"student-{stage}"
     path = artifact_dir(role, profile.name, key)
     teacher, tokenizer = run.load()
@@ -200,6 +204,11 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
                                          s.layer_mapping, key["stage1_terms"])
         epochs = s.intermediate_epochs
         args = {"find_unused_parameters": True, **args}  # stage 1 never reaches the span head
+    elif stage == "front":
+        wrapped = FrontModel(model, teacher.config.hidden_size)
+        compute_loss = front_loss(teacher, front_layer(model, teacher.config, s.layer_mapping))
+        epochs = s.front_epochs
+        args = {"find_unused_parameters": True, **args}  # only the front trains
     elif stage == "prediction":
         compute_loss = prediction_loss(s.temperature, s.hard_label_weight)
         epochs = s.prediction_epochs
@@ -248,7 +257,10 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     """Distil the teacher into ``student`` (a ``build_student`` name, or a model).
 
     ``stage``: "intermediate", "prediction" or "both" (stage 2 then starts from stage 1's
-    result, kept in ``StudentRun.previous``). ``cache``: the teacher cache, if already loaded.
+    result, kept in ``StudentRun.previous``); a student initialised from the teacher whose
+    convolutions stand in for teacher layers first gets stage 0 (``front``) when the profile's
+    ``front_epochs`` > 0, kept as stage 1's ``previous``. ``cache``: the teacher cache, if
+    already loaded.
     ``augment``: use the transfer set (``augment_options`` override ``build_transfer_set``'s
     defaults and the profile's ``augment_variants``). ``train_args``: ``TrainArgs`` overrides.
     ``stage1_terms``: what stage 1 matches (``intermediate_loss``; chapter 6 drops one).
@@ -283,10 +295,19 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     if init_from_teacher and not reuse_only:
         copied = copy_from_teacher(model, run.load()[0], s.layer_mapping)
         logger.info("initialised from the teacher: %s", ", ".join(copied) or "nothing")
-    previous, after = None, None
+    previous, after, front = None, None, None
     if stage != "prediction":
         key = {**recipe, "epochs": s.intermediate_epochs}
+        layers = front_layer(model, AutoConfig.from_pretrained(run.model_dir), s.layer_mapping)
+        if init_from_teacher and s.front_epochs > 0 and layers:  # stage 0 joins copied parts
+            front_key = {k: v for k, v in recipe.items() if k != "stage1_terms"}
+            front = found_or_trained("front", model, {**front_key, "epochs": s.front_epochs})
+            if front is None or not front.metadata.get("complete"):
+                return front
+            model, key["front"] = front.load()[0].train(), front.metadata["hash"]
         previous = found_or_trained("intermediate", model, key)
+        if previous is not None:
+            previous.previous = front
         if stage == "intermediate" or previous is None or not previous.metadata.get("complete"):
             return previous
         model, after = previous.load()[0].train(), previous.metadata["hash"]

@@ -222,6 +222,28 @@ class WaldorfModel(WaldorfPreTrainedModel):
         self.post_conv_units = units(WaldorfConvUnit(config) for _ in range(post))
         self.post_init()
 
+    def front(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The embeddings and conv units, the part that stands in for the teacher's lower layers.
+
+        Returns the embedding output and each conv unit's output (``hidden_states``' first
+        entries), and the padding mask the rest of the encoder uses. Distillation's stage 0
+        trains this part alone. Explained in book/04_distillation.ipynb.
+        """
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (batch, seq, hidden)
+        # No padding: skip every masking step (same numbers, fewer ops). A traced graph (ONNX,
+        # torch.compile) cannot branch on data, so it always keeps the mask.
+        mask = None
+        tracing = torch.compiler.is_compiling()
+        if attention_mask is not None and (tracing or not bool(attention_mask.all())):
+            mask = attention_mask[..., None].to(x.dtype)  # (batch, seq, 1)
+        states = [x]
+        for unit in self.conv_units:
+            states.append(unit(states[-1], mask))  # (batch, seq, hidden)
+        return states, mask
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
@@ -231,17 +253,8 @@ class WaldorfModel(WaldorfPreTrainedModel):
         keep_states = _or_default(output_hidden_states, self.config.output_hidden_states)
         keep_maps = _or_default(output_attentions, self.config.output_attentions)
         seq = input_ids.shape[1]
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (batch, seq, hidden)
-        # No padding: skip every masking step (same numbers, fewer ops). A traced graph (ONNX,
-        # torch.compile) cannot branch on data, so it always keeps the mask.
-        mask = None
-        tracing = torch.compiler.is_compiling()
-        if attention_mask is not None and (tracing or not bool(attention_mask.all())):
-            mask = attention_mask[..., None].to(x.dtype)  # (batch, seq, 1)
-        states, maps = [x], []
-        for unit in self.conv_units:
-            x = unit(x, mask)  # (batch, seq, hidden)
-            states.append(x)
+        states, mask = self.front(input_ids, attention_mask, token_type_ids, position_ids)
+        maps, x = [], states[-1]  # (batch, seq, hidden)
         skip, small_mask = x, mask  # (batch, seq, hidden), (batch, seq, 1)
         if self.downsample is not None:
             x, small_mask = self.downsample(x, mask)  # (batch, seq', hidden), (batch, seq', 1)
