@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 from waldorf import data
 from waldorf import teacher as teachers
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
-from waldorf.distill import copy_from_teacher, losses, stages
+from waldorf.distill import copy_from_teacher, front, losses, stages
 from waldorf.distill.report import ReducedTeacher
 from waldorf.models import build_student
 from waldorf.teacher import TeacherRun
@@ -191,6 +191,7 @@ def test_distillation_lowers_both_stage_losses_and_is_reused(setup):
                             train_args={"log_every": 1}, progress=False)
     first = result.previous
     assert first is not None and first.metadata["complete"] and result.metadata["complete"]
+    assert first.previous is None and "front" not in first.metadata["key"]  # random init
     for stage in (first, result):
         head, tail = _head_and_tail(stage.history.rows)
         assert tail < head, stage.model_dir
@@ -274,6 +275,49 @@ def test_stage1_targets_line_up_with_the_copied_layers(setup):
         expected = losses.hidden_mse(states[0], states[1], batch["attention_mask"])
     assert parts["units"] > 1e-6  # unit 0 <- layer 1, but fed the embeddings, not layer 0's output
     assert parts["front"] == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_front_layer_counts_the_teacher_layers_the_convolutions_replace(setup):
+    _, run, _ = setup
+    config = run.load()[0].config  # 2 layers
+    one_unit = build_student("waldorf", **{**TINY_WALDORF, "num_transformer_layers": 1})
+    assert front.front_layer(one_unit, config, "top") == 1  # the unit copies layer 1
+    assert front.front_layer(build_student("waldorf", **TINY_WALDORF), config, "top") == 0
+    no_conv = build_student("waldorf", **{**TINY_WALDORF, "num_transformer_layers": 1,
+                                          "num_conv_layers": 0})
+    assert front.front_layer(no_conv, config, "top") == 0
+    bert = build_student(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                    intermediate_size=64))
+    assert front.front_layer(bert, config, "top") == 0
+
+
+def test_stage0_fits_only_the_front_of_a_teacher_initialised_student(setup):
+    profile, run, cache = setup
+    one_unit = {**TINY_WALDORF, "num_transformer_layers": 1}  # conv unit stands in for layer 0
+    fit = dataclasses.replace(profile, student=dataclasses.replace(
+        profile.student, model_overrides=one_unit, front_epochs=4.0, intermediate_epochs=0.5))
+    result = stages.distill("waldorf", fit, "intermediate", teacher=run, cache=cache,
+                            augment=False, init_from_teacher=True, train_args={"log_every": 1},
+                            progress=False)
+    stage0 = result.previous
+    assert stage0.metadata["role"] == "student-front" and stage0.metadata["complete"]
+    assert result.metadata["key"]["front"] == stage0.metadata["hash"]
+    assert set(stage0.history.rows[0]["parts"]) == {"front"}
+    head, tail = _head_and_tail(stage0.history.rows)
+    assert tail < head
+    teacher, _ = run.load()
+    torch.manual_seed(fit.seed)
+    start = build_student("waldorf", **one_unit)
+    copy_from_teacher(start, teacher, "top")
+    fitted, _ = stage0.load()
+    moved = {name for name, value in fitted.state_dict().items()
+             if not torch.allclose(value, start.state_dict()[name])}
+    assert any(name.startswith("waldorf.conv_units.") for name in moved)
+    assert all(name.startswith(("waldorf.embeddings.", "waldorf.conv_units.")) for name in moved)
+    without = dataclasses.replace(fit, student=dataclasses.replace(fit.student, front_epochs=0.0))
+    plain = stages.distill("waldorf", without, "intermediate", teacher=run, augment=False,
+                           init_from_teacher=True, train_args={"log_every": 1}, reuse_only=True)
+    assert plain is None  # no stage 0: another stage-1 recipe, not found
 
 
 def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):

@@ -88,6 +88,19 @@ def test_reported_transformer_states_repeat_each_reduced_position():
     assert not torch.equal(reported[:, 11], reported[:, 12])  # odd tail: token 12 alone in pair 6
 
 
+def test_front_is_the_first_hidden_states_and_their_mask():
+    model, inputs = tiny_model(), batch(seq=9)
+    inputs["attention_mask"][1, 6:] = 0
+    with torch.no_grad():
+        states, mask = model.waldorf.front(**inputs)
+        out = model(**inputs, output_hidden_states=True)
+    assert len(states) == 1 + TINY["num_conv_layers"]
+    for ours, theirs in zip(states, out.hidden_states, strict=False):
+        assert torch.equal(ours, theirs)
+    assert mask.shape == (2, 9, 1) and mask[1, 6:].sum() == 0
+    assert model.waldorf.front(**batch(seq=9))[1] is None  # no padding: no masking at all
+
+
 def test_no_downsample_keeps_full_length_attention():
     out = tiny_model(downsample=1)(**batch(seq=9), output_attentions=True)
     assert out.attentions[0].shape == (2, 4, 9, 9)

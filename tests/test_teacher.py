@@ -139,6 +139,20 @@ def test_teacher_features_are_computed_live(tiny_backbone):
     torch.testing.assert_close(out["attentions"][0].sum(-1), torch.ones(1, 2, seq))
 
 
+def test_teacher_states_are_the_lower_layers_of_the_full_pass(tiny_backbone):
+    model, tokenizer = teacher.load_backbone(str(tiny_backbone))
+    batch = dict(tokenizer(["Who?", "Who wrote it, and when?"], ["Ada wrote it.", "Ada."],
+                           return_tensors="pt", padding=True))
+    assert not batch["attention_mask"].all()  # the first pair is padded
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        full = model.eval()(**batch, output_hidden_states=True).hidden_states
+    for layers in (1, 2):
+        ours = teacher.teacher_states(model, batch, layers)  # (batch, seq, hidden)
+        torch.testing.assert_close(ours[real], full[layers][real])
+    assert not torch.allclose(teacher.teacher_states(model, batch, 1)[real], full[2][real])
+
+
 def test_evaluate_teacher_reproduces_the_recorded_dev_scores(profile):
     run = teacher.get_teacher(profile, progress=False)
     model, tokenizer = run.load()
