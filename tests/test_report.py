@@ -143,12 +143,17 @@ def test_windows_per_second_counts_parameters_and_ranks_a_bigger_model_slower():
 def test_stage_table_lists_every_stage_of_each_run_in_minutes():
     def part(role, seconds, previous=None):
         meta = dict(role=role, train_windows=100, optimizer_steps=4, duration_s=seconds,
-                    hardware="cpu", git_revision="abc")
+                    hardware="cpu", git_revision="abc", hash=f"{role}-{seconds}")
         return SimpleNamespace(metadata=meta, previous=previous)
 
-    both = part("student-prediction", 120.0, previous=part("student-intermediate", 60.0))
-    table = stage_table({"a": both, "gold": part("student-gold", 30.0)})
-    assert list(table.index) == [("a", "stage 1"), ("a", "stage 2"), ("gold", "gold labels")]
+    front = part("student-front", 15.0)
+    both = part("student-prediction", 120.0, previous=part("student-intermediate", 60.0, front))
+    other = part("student-intermediate", 45.0, front)  # another stage 1 on the same stage 0
+    table = stage_table({"a": both, "gold": part("student-gold", 30.0), "b": other})
+    assert list(table.index) == [("a", "stage 0"), ("a", "stage 1"), ("a", "stage 2"),
+                                 ("gold", "gold labels"), ("b", "stage 0"), ("b", "stage 1")]
+    assert table.loc[("a", "stage 0"), "artifact"] == table.loc[("b", "stage 0"), "artifact"]
+    assert table.loc[("a", "stage 1"), "artifact"] != table.loc[("b", "stage 1"), "artifact"]
     assert table.loc[("a", "stage 1"), "minutes"] == pytest.approx(1.0)
     assert table.loc[("gold", "gold labels"), "minutes"] == pytest.approx(0.5)
     assert table["steps"].dtype.kind == "i" and table["minutes"].dtype.kind == "f"  # rounds

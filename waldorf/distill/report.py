@@ -132,10 +132,11 @@ STAGE_NAMES = {"student-front": "stage 0", "student-intermediate": "stage 1",
 
 
 def stage_table(runs: dict) -> pd.DataFrame:
-    """One row per run and stage: windows, optimizer steps, minutes, machine and revision.
+    """One row per run and stage: windows, optimizer steps, minutes, machine, revision, artifact.
 
     ``runs``: name -> a ``StudentRun`` (``distill`` or ``train_without_teacher``); the stages
-    before it (``previous``) get rows too, each named by its artifact role.
+    before it (``previous``) get rows too, each named by its artifact role. Runs that share a
+    stage (an ablation of stage 1 shares stage 0) show the same ``artifact`` hash there.
     Explained in book/05_baselines.ipynb.
     """
     rows = {}
@@ -149,7 +150,7 @@ def stage_table(runs: dict) -> pd.DataFrame:
             rows[(name, STAGE_NAMES.get(m["role"], m["role"]))] = {
                 "windows": m["train_windows"], "steps": m["optimizer_steps"],
                 "minutes": m["duration_s"] / 60, "hardware": m["hardware"],
-                "git": m["git_revision"]}
+                "git": m["git_revision"], "artifact": m["hash"]}
     return pd.DataFrame.from_dict(rows, orient="index")  # keeps each column's own type
 
 
