@@ -289,6 +289,9 @@ def test_front_layer_counts_the_teacher_layers_the_convolutions_replace(setup):
     bert = build_student(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                     intermediate_size=64))
     assert front.front_layer(bert, config, "top") == 0
+    narrow = build_student("waldorf", **{**TINY_WALDORF, "num_transformer_layers": 1,
+                                         "hidden_size": 16, "intermediate_size": 32})
+    assert front.front_layer(narrow, config, "top") == 0  # copies no layer: nothing to join
 
 
 def test_stage0_fits_only_the_front_of_a_teacher_initialised_student(setup):
@@ -318,6 +321,11 @@ def test_stage0_fits_only_the_front_of_a_teacher_initialised_student(setup):
     plain = stages.distill("waldorf", without, "intermediate", teacher=run, augment=False,
                            init_from_teacher=True, train_args={"log_every": 1}, reuse_only=True)
     assert plain is None  # no stage 0: another stage-1 recipe, not found
+    no_maps = stages.distill("waldorf", fit, "intermediate", teacher=run, cache=cache,
+                             augment=False, init_from_teacher=True, stage1_terms=("hidden",),
+                             train_args={"log_every": 1}, progress=False)
+    assert no_maps.model_dir != result.model_dir  # another stage 1 ...
+    assert no_maps.previous.model_dir == stage0.model_dir  # ... on the same stage 0
 
 
 def test_copy_from_teacher_reproduces_a_same_shaped_teacher(setup):

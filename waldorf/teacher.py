@@ -247,7 +247,7 @@ def teacher_features(model, batch: dict, layers: tuple[int, ...] = (-1,)) -> dic
                 attentions=[out.attentions[i] for i in layers])  # each (batch, heads, seq, seq)
 
 
-def teacher_states(model, batch: dict, layers: int) -> torch.Tensor:
+def teacher_states(model: torch.nn.Module, batch: dict, layers: int) -> torch.Tensor:
     """The output of the teacher's first ``layers`` layers for one batch, without gradients.
 
     Stage 0's target: it pays for those layers only, not the whole teacher.
@@ -257,8 +257,8 @@ def teacher_states(model, batch: dict, layers: int) -> torch.Tensor:
     with torch.no_grad():
         x = bert.embeddings(input_ids=batch["input_ids"],
                             token_type_ids=batch.get("token_type_ids"))  # (batch, seq, hidden)
-        bias = (mask[:, None, None, :] == 0) * torch.finfo(x.dtype).min  # (batch, 1, 1, seq)
-        for layer in bert.encoder.layer[:layers]:
+        bias = ((mask[:, None, None, :] == 0) * torch.finfo(x.dtype).min).to(x.dtype)
+        for layer in bert.encoder.layer[:layers]:  # bias: (batch, 1, 1, seq)
             x = layer(x, attention_mask=bias)  # (batch, seq, hidden)
     return x
 

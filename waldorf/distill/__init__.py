@@ -1,7 +1,8 @@
-"""Distillation of the fine-tuned teacher into a student: losses and the two stages.
+"""Distillation of the fine-tuned teacher into a student: losses and the stages.
 
-``losses`` holds the loss functions (pure tensor code); ``stages`` runs them through the
-training loop. Explained in book/04_distillation.ipynb.
+``losses`` holds the loss functions (pure tensor code); ``front`` is stage 0, which fits a
+WaLDORf's convolutions to the teacher layers they replace; ``stages`` runs stages 0, 1 and 2
+through the training loop. Explained in book/04_distillation.ipynb.
 """
 
 from waldorf.distill.from_teacher import copy_from_teacher

@@ -12,22 +12,30 @@ Explained in book/04_distillation.ipynb.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig
 
 from waldorf.distill import losses
 from waldorf.models import WaldorfPreTrainedModel
 from waldorf.teacher import teacher_states
 
 
-def front_layer(student: nn.Module, teacher_config, mapping: str) -> int:
+def front_layer(student: nn.Module, teacher_config: PretrainedConfig, mapping: str) -> int:
     """How many teacher layers the student's convolutions stand in for (0: no stage 0).
 
-    Positive only for a WaLDORf student with conv units below transformer units that copy
-    teacher layers from above the first. Explained in book/04_distillation.ipynb.
+    Positive only for a WaLDORf student with conv units below transformer units of the
+    teacher's shape (so ``copy_from_teacher`` fills them) that copy teacher layers from above
+    the first. A narrower student copies no layers: there is nothing for stage 0 to join.
+    Explained in book/04_distillation.ipynb.
     """
     if not isinstance(student, WaldorfPreTrainedModel) or not student.config.num_conv_layers:
+        return 0
+    config = student.config
+    if (config.hidden_size, config.intermediate_size) != (teacher_config.hidden_size,
+                                                          teacher_config.intermediate_size):
         return 0
     units = losses.layer_map(student.config.num_transformer_layers,
                              teacher_config.num_hidden_layers, mapping)
@@ -35,26 +43,23 @@ def front_layer(student: nn.Module, teacher_config, mapping: str) -> int:
 
 
 class FrontModel(nn.Module):
-    """Stage 0's view of a WaLDORf student: embeddings and conv units, projected to the teacher.
+    """Stage 0's view of a WaLDORf student: the output of its embeddings and conv units.
 
-    The projection is an identity when the widths match (the conv units then already live in
-    the teacher's space); the rest of the student is carried along untrained. Saving saves the
-    student. Explained in book/04_distillation.ipynb.
+    The student has the teacher's width (``front_layer``), so no projection is needed; the rest
+    of it is carried along untrained. Saving saves the student.
+    Explained in book/04_distillation.ipynb.
     """
 
-    def __init__(self, student: WaldorfPreTrainedModel, teacher_hidden: int):
+    def __init__(self, student: WaldorfPreTrainedModel):
         super().__init__()
         self.student = student
-        width = student.config.hidden_size
-        self.projection = nn.Identity() if width == teacher_hidden else nn.Linear(width,
-                                                                                 teacher_hidden)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         states, _ = self.student.base_model.front(input_ids, attention_mask, token_type_ids)
-        return self.projection(states[-1])  # (batch, seq, teacher_hidden)
+        return states[-1]  # (batch, seq, hidden)
 
-    def save_pretrained(self, path, **kwargs) -> None:
+    def save_pretrained(self, path: str | Path, **kwargs) -> None:
         self.student.save_pretrained(path, **kwargs)
 
 

@@ -205,7 +205,7 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
         epochs = s.intermediate_epochs
         args = {"find_unused_parameters": True, **args}  # stage 1 never reaches the span head
     elif stage == "front":
-        wrapped = FrontModel(model, teacher.config.hidden_size)
+        wrapped = FrontModel(model)
         compute_loss = front_loss(teacher, front_layer(model, teacher.config, s.layer_mapping))
         epochs = s.front_epochs
         args = {"find_unused_parameters": True, **args}  # only the front trains
@@ -259,8 +259,8 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     ``stage``: "intermediate", "prediction" or "both" (stage 2 then starts from stage 1's
     result, kept in ``StudentRun.previous``); a student initialised from the teacher whose
     convolutions stand in for teacher layers first gets stage 0 (``front``) when the profile's
-    ``front_epochs`` > 0, kept as stage 1's ``previous``. ``cache``: the teacher cache, if
-    already loaded.
+    ``front_epochs`` > 0, kept as stage 1's ``previous`` (returned itself if it stopped early).
+    ``cache``: the teacher cache, if already loaded.
     ``augment``: use the transfer set (``augment_options`` override ``build_transfer_set``'s
     defaults and the profile's ``augment_variants``). ``train_args``: ``TrainArgs`` overrides.
     ``stage1_terms``: what stage 1 matches (``intermediate_loss``; chapter 6 drops one).
@@ -325,8 +325,8 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
                           progress: bool = True) -> StudentRun:
     """The same student trained on gold labels alone: original questions, every window.
 
-    ``epochs`` defaults to both stages' epochs together, as many passes as the distilled
-    student makes. The teacher supplies only its tokenizer (and weights if
+    ``epochs`` defaults to stage 1's and stage 2's epochs together, as many passes as the
+    distilled student makes after stage 0. The teacher supplies only its tokenizer (and weights if
     ``init_from_teacher``). Explained in book/04_distillation.ipynb.
     """
     profile = profile or get_profile()
