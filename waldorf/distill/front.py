@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+from waldorf import qa
 from waldorf.distill import losses
 from waldorf.models import WaldorfPreTrainedModel
 from waldorf.teacher import teacher_states
@@ -70,8 +71,7 @@ def front_loss(teacher: nn.Module, layers: int,
     Explained in book/04_distillation.ipynb.
     """
     def compute_loss(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if k in batch}
+        inputs = {k: batch[k] for k in qa.MODEL_INPUTS if k in batch}
         mask = inputs["attention_mask"]  # (batch, seq)
         teacher.to(mask.device)
         target = teacher_states(teacher, inputs, layers)  # (batch, seq, teacher_hidden)

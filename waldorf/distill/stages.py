@@ -298,8 +298,8 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     previous, after, front = None, None, None
     if stage != "prediction":
         key = {**recipe, "epochs": s.intermediate_epochs}
-        layers = front_layer(model, AutoConfig.from_pretrained(run.model_dir), s.layer_mapping)
-        if init_from_teacher and s.front_epochs > 0 and layers:  # stage 0 joins copied parts
+        if init_from_teacher and s.front_epochs > 0 and front_layer(  # joins copied parts
+                model, AutoConfig.from_pretrained(run.model_dir), s.layer_mapping):
             front_key = {k: v for k, v in recipe.items() if k != "stage1_terms"}
             front = found_or_trained("front", model, {**front_key, "epochs": s.front_epochs})
             if front is None or not front.metadata.get("complete"):
