@@ -13,6 +13,7 @@ from waldorf.data import SAMPLE_PATH, load_squad
 from waldorf.distill.report import (
     ReducedTeacher,
     agreement,
+    boundary_hits,
     decisions,
     difference_lines,
     goal_verdicts,
@@ -138,6 +139,30 @@ def test_windows_per_second_counts_parameters_and_ranks_a_bigger_model_slower():
     assert table.loc["small", "parameters (M)"] == pytest.approx(small.num_parameters() / 1e6)
     assert table.loc["small", "windows/s"] > table.loc["big", "windows/s"] > 0
     assert table.loc["big", "x big"] == pytest.approx(1.0) and table.loc["small", "x big"] > 1
+
+
+def test_boundary_hits_score_tokens_and_groups_on_context_windows_with_answers():
+    # window 0: [CLS] q [SEP] c c c c [SEP] (context at 3-6), gold span 4-5
+    # window 1: same layout, unanswerable (gold at CLS): not scored
+    # window 2: gold span 5-5; padding after position 7
+    features = {"start_positions": [4, 0, 5], "end_positions": [5, 0, 5],
+                "token_type_ids": [[0, 0, 0, 1, 1, 1, 1, 1, 0]] * 3,
+                "attention_mask": [[1] * 8 + [0]] * 3}
+    start = np.zeros((3, 9), dtype=np.float32)
+    end = np.zeros((3, 9), dtype=np.float32)
+    start[:, 0] = end[:, 0] = 50.0  # CLS and question tokens never win
+    start[:, 1] = 40.0
+    end[:, 7] = end[:, 8] = 30.0  # nor the closing [SEP] or padding
+    start[0, 4] = end[0, 5] = 5.0  # window 0: both right
+    start[1, 3] = end[1, 3] = 5.0  # window 1: ignored
+    start[2, 4] = 5.0  # window 2: start in gold's group (4-5), wrong token
+    end[2, 3] = 5.0  # end in another group (2-3)
+    hits = boundary_hits(start, end, features)
+    assert hits == {"start, token": 0.5, "start, 2-token group": 1.0,
+                    "end, token": 0.5, "end, 2-token group": 0.5}
+    assert boundary_hits(start, end, features, group=8)["end, 8-token group"] == 1.0
+    with pytest.raises(ValueError, match="no window holds a gold answer"):
+        boundary_hits(start, end, {**features, "start_positions": [0, 0, 0]})
 
 
 def test_stage_table_lists_every_stage_of_each_run_in_minutes():

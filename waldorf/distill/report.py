@@ -127,6 +127,37 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
+def boundary_hits(start_logits: np.ndarray, end_logits: np.ndarray, features,
+                  group: int = 2) -> dict[str, float]:
+    """How often a model's forced start and end land on the gold token, and in its gold group.
+
+    Only windows that hold a gold answer count; each boundary is the best-scoring context token
+    (the closing [SEP] excluded), chosen apart. A student down-sampled ``group`` times merges
+    positions 0-1, 2-3, ... into one, so the ``group`` score asks whether it found the right
+    merged position, the ``token`` score whether it also found the token inside it.
+    Explained in book/08_student_shape.ipynb.
+    """
+    gold = {"start": np.asarray(features["start_positions"]),
+            "end": np.asarray(features["end_positions"])}
+    rows = np.flatnonzero(gold["start"] > 0)
+    if rows.size == 0:
+        raise ValueError("no window holds a gold answer: nothing to score")
+    width = start_logits.shape[1]
+    context = np.zeros((rows.size, width), dtype=bool)
+    for k, i in enumerate(rows):
+        kinds = np.asarray(features["token_type_ids"][i][:width])
+        real = np.asarray(features["attention_mask"][i][:width]).astype(bool)
+        context[k, :kinds.size] = (kinds == 1) & real
+        context[k, real.sum() - 1] = False  # the closing [SEP]
+    hits = {}
+    for side, logits in (("start", start_logits), ("end", end_logits)):
+        picked = np.where(context, logits[rows], -np.inf).argmax(axis=1)  # (windows,)
+        hits[f"{side}, token"] = float(np.mean(picked == gold[side][rows]))
+        hits[f"{side}, {group}-token group"] = float(np.mean(
+            picked // group == gold[side][rows] // group))
+    return hits
+
+
 STAGE_NAMES = {"student-front": "stage 0", "student-intermediate": "stage 1",
                "student-prediction": "stage 2", "student-gold": "gold labels"}
 
@@ -214,5 +245,5 @@ class ReducedTeacher(nn.Module):
                                             end_logits=end.contiguous())
 
 
-__all__ = ["ReducedTeacher", "agreement", "decisions", "margin_table", "stage_table",
-           "windows_per_second"]
+__all__ = ["ReducedTeacher", "agreement", "boundary_hits", "decisions", "margin_table",
+           "stage_table", "windows_per_second"]
