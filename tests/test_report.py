@@ -144,9 +144,9 @@ def test_windows_per_second_counts_parameters_and_ranks_a_bigger_model_slower():
 def test_boundary_hits_score_tokens_and_groups_on_context_windows_with_answers():
     # window 0: [CLS] q [SEP] c c c c [SEP] (context at 3-6), gold span 4-5
     # window 1: same layout, unanswerable (gold at CLS): not scored
-    # window 2: gold span 5-5; padding after position 7
+    # window 2: gold span 5-5; padding at position 8 (typed 1: only the mask excludes it)
     features = {"start_positions": [4, 0, 5], "end_positions": [5, 0, 5],
-                "token_type_ids": [[0, 0, 0, 1, 1, 1, 1, 1, 0]] * 3,
+                "token_type_ids": [[0, 0, 0, 1, 1, 1, 1, 1, 1]] * 3,
                 "attention_mask": [[1] * 8 + [0]] * 3}
     start = np.zeros((3, 9), dtype=np.float32)
     end = np.zeros((3, 9), dtype=np.float32)

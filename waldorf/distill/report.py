@@ -127,8 +127,8 @@ def agreement(teacher: QAPredictions, student: QAPredictions, teacher_threshold:
             "decision": float(np.mean([t[i] == s[i] for i in ids])), "table": table}
 
 
-def boundary_hits(start_logits: np.ndarray, end_logits: np.ndarray, features,
-                  group: int = 2) -> dict[str, float]:
+def boundary_hits(start_logits: np.ndarray, end_logits: np.ndarray,
+                  features: datasets.Dataset | dict, group: int = 2) -> dict[str, float]:
     """How often a model's forced start and end land on the gold token, and in its gold group.
 
     Only windows that hold a gold answer count; each boundary is the best-scoring context token
