@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,10 +13,20 @@ REPO = Path(__file__).resolve().parent
 
 # Set before any notebook kernel starts, so nbval runs the smoke profile in a clean artifact store.
 os.environ.setdefault("WALDORF_PROFILE", "smoke")
-os.environ.setdefault("WALDORF_ARTIFACTS", tempfile.mkdtemp(prefix="waldorf-test-artifacts-"))
+# A store made here is removed at the end of the session (models, caches: hundreds of MB).
+OWN_ARTIFACTS = None
+if "WALDORF_ARTIFACTS" not in os.environ:
+    OWN_ARTIFACTS = tempfile.mkdtemp(prefix="waldorf-test-artifacts-")
+    os.environ["WALDORF_ARTIFACTS"] = OWN_ARTIFACTS
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave nothing under /tmp: the artifact store this session made goes with it."""
+    if OWN_ARTIFACTS:
+        shutil.rmtree(OWN_ARTIFACTS, ignore_errors=True)
 
 
 def _shared_squad_dir() -> Path:

@@ -6,7 +6,6 @@ No test asserts a timing: only structure, counts and arithmetic.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from functools import partial
@@ -15,6 +14,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
+import waldorf_cli
 from waldorf import bench
 from waldorf.bench import Timing, build_model, interleaved_schedule, repeats_for, run_benchmark
 from waldorf.bench_report import format_table, validate_result
@@ -144,12 +144,10 @@ def test_model_specs_build_named_shapes_and_variants():
 
 
 def test_cli_writes_a_valid_document(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    bench.configure_bench(parser)
     out = tmp_path / "bench.json"
     tiny = "hidden_size=32,num_attention_heads=2,intermediate_size=64"
-    args = parser.parse_args([
-        "--models", f"waldorf:{tiny},embedding_size=16,num_transformer_layers=1",
+    args = waldorf_cli.build_parser().parse_args([
+        "bench", "--models", f"waldorf:{tiny},embedding_size=16,num_transformer_layers=1",
         f"tinybert4:{tiny},num_hidden_layers=1",
         "--seq-lens", "16", "--batch-sizes", "1", "--threads", "1", "--min-repeats", "2",
         "--max-repeats", "2", "--json", str(out)])

@@ -10,14 +10,17 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
-from waldorf import cli, data
+import waldorf_cli
+from waldorf import data
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
+from waldorf.errors import UserError
 from waldorf.metrics import evaluate_files, squad_evaluate
 from waldorf.postprocess import QAPredictions
 from waldorf.qa import (
     QuestionAnswerer,
     evaluate_qa,
     load_qa,
+    model_source,
     predict_logits,
     span_probabilities,
     threshold_curve,
@@ -53,11 +56,9 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def run_cli(monkeypatch):
-    """``waldorf.cli.main`` with only this module's sub-commands, so the test needs no others."""
-    own = {k: v for k, v in cli.COMMANDS.items() if v[0] == "waldorf.qa"}
-    monkeypatch.setattr(cli, "COMMANDS", own)
-    return cli.main
+def run_cli():
+    """``waldorf ...`` in this process: the console script's own entry point."""
+    return waldorf_cli.main
 
 
 class SpotWord(torch.nn.Module):
@@ -133,6 +134,58 @@ def test_ask_cli_prints_the_answer(model_dir, run_cli, capsys):
     out = json.loads(capsys.readouterr().out)
     context = "The river runs north."
     assert context[out["start"]:out["end"]] == out["answer"]
+
+
+def test_the_artifact_folder_is_a_model_argument(model_dir, tmp_path):
+    artifact = tmp_path / "teacher" / "cpu-0123abcd4567"
+    (artifact / "model").mkdir(parents=True)
+    for file in model_dir.iterdir():
+        (artifact / "model" / file.name).write_bytes(file.read_bytes())
+    assert model_source(artifact) == str(artifact / "model")  # what `waldorf artifacts` prints
+    assert model_source(model_dir) == str(model_dir)
+    with pytest.raises(UserError, match="no config.json"):
+        model_source(tmp_path)  # exists, but holds no model
+    with pytest.raises(UserError, match="no such model folder"):
+        model_source(tmp_path / "nothing" / "here")
+    assert model_source("bert-base-uncased") == "bert-base-uncased"  # a hub name stays one
+
+
+def test_output_paths_are_checked_before_the_model_runs(tmp_path, run_cli, capsys):
+    data_file = tmp_path / "dev.json"
+    data_file.write_text(json.dumps(SQUAD))
+    out = tmp_path / "no-folder" / "p.json"
+    argv = ["predict", str(tmp_path / "no-model"), str(data_file), "--out", str(out)]
+    assert run_cli(argv) == 2  # the output is refused before the (missing) model is looked up
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_ask_input_that_cannot_be_answered_is_a_user_error(model_dir, run_cli, capsys):
+    model, tokenizer = load_qa(model_dir)
+    qa = QuestionAnswerer(model, tokenizer, max_length=48, stride=16)
+    with pytest.raises(UserError, match="question is empty"):
+        qa(question="  ", context="The river runs north.")
+    with pytest.raises(UserError, match="context is empty"):
+        qa(question="Where?", context="")
+    with pytest.raises(UserError, match="stride"):  # the tokenizer would panic, not raise
+        QuestionAnswerer(model, tokenizer, max_length=48, stride=40)(question="Where does the "
+                                                                    "river run?", context="x y")
+    argv = ["ask", str(model_dir), "-q", "Where?", "-c", "North.", "--max-length", "4"]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("waldorf ask: error: ")
+
+
+@pytest.mark.parametrize("context", [
+    "Le fleuve coule vers le nord. " * 2000,  # ~14k tokens: hundreds of windows
+    "川は北へ流れる。東京は日本の首都です。",  # non-Latin text: [UNK] and CJK characters
+    "Москва — столица России.",
+])
+def test_long_and_non_latin_contexts_get_a_valid_answer(model_dir, context):
+    model, tokenizer = load_qa(model_dir)
+    out = QuestionAnswerer(model, tokenizer, max_length=128, stride=32)(
+        question="Où coule le fleuve ?", context=context)
+    assert context[out["start"]:out["end"]] == out["answer"]
+    assert 0.0 <= out["score"] <= 1.0
 
 
 def test_evaluate_qa_returns_official_and_forced_keys(model_dir, tmp_path):

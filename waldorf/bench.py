@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from waldorf import bench_report as report
+from waldorf.errors import UserError
 
 ALL_MODELS = ("bert_large", "bert_base", "distilbert4", "tinybert4", "teacher", "waldorf")
 ALIASES = {"teacher": "teacher-shape"}  # the offline teacher MiniLM-L6-H384, as a shape
@@ -228,7 +229,7 @@ def build_model(spec: str, **overrides) -> nn.Module:
     for item in filter(None, args.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"model spec {spec!r}: expected key=value after ':', got {item!r}")
+            raise UserError(f"model spec {spec!r}: expected key=value after ':', got {item!r}")
         try:
             parsed[key.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -280,7 +281,7 @@ def run_benchmark(models: dict[str, nn.Module], seq_lens: Sequence[int],
     for name, model in models.items():
         limit = getattr(model.config, "max_position_embeddings", max(seq_lens))
         if max(seq_lens) > limit:
-            raise ValueError(f"model {name!r} takes at most {limit} tokens, asked {max(seq_lens)}")
+            raise UserError(f"model {name!r} takes at most {limit} tokens, asked {max(seq_lens)}")
     models = {name: model.to(device).eval() for name, model in models.items()}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
@@ -301,35 +302,13 @@ def run_benchmark(models: dict[str, nn.Module], seq_lens: Sequence[int],
     return doc
 
 
-def _csv(cast: type) -> Callable[[str], list]:
-    return lambda text: [cast(item) for item in text.split(",") if item]
-
-
-def configure_bench(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``waldorf bench``. Explained in book/07_speed.ipynb."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--models", nargs="+", help="names or name:key=value,... specs, e.g."
-                        " bert_base,waldorf waldorf:downsample=1 (default: the preset's)")
-    parser.add_argument("--seq-lens", type=_csv(int), help="comma list, e.g. 128,384")
-    parser.add_argument("--batch-sizes", type=_csv(int), help="comma list, e.g. 1,32")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--cell-budget-s", type=float, help="timed seconds per cell")
-    parser.add_argument("--min-repeats", type=int)
-    parser.add_argument("--max-repeats", type=int)
-    parser.add_argument("--warmup", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--deploy", type=_csv(str), help="also compare inference paths on the"
-                        " first length and batch size: all or a comma list of eager_fp32,"
-                        " bf16_autocast, compile, int8_dynamic, onnxruntime")
-    parser.add_argument("--json", type=Path, help="write the results document here")
-
-
 def run_bench(args: argparse.Namespace) -> int:
     """Run ``waldorf bench``: build the models, time them, print the table, write the JSON.
 
     Explained in book/07_speed.ipynb.
     """
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     preset = PRESETS[args.preset]
     timing = replace(preset.timing, **{k: getattr(args, k) for k in
                                        ("warmup", "min_repeats", "max_repeats", "cell_budget_s")

@@ -2,9 +2,11 @@
 
 The committed notebooks carry the outputs of one recorded run, and the book build itself never
 executes code (``execute_notebooks: "off"`` in _config.yml). This command is how those outputs
-are made: it executes each notebook of _toc.yml in order, in place, with ``WALDORF_PROFILE`` set,
-so later chapters find the models earlier ones saved. A failing chapter stops the run and leaves
-a readable report (failing cell, traceback) in ``_build/reports/``. Explained in book/intro.md.
+are made: it executes each notebook of _toc.yml in order with ``WALDORF_PROFILE`` set, so later
+chapters find the models earlier ones saved. By default it runs on a copy of the sources and
+leaves ``book/`` untouched; ``--record`` rewrites the committed notebooks (the recorded profile
+only). A failing chapter stops the run and leaves a readable report (failing cell, traceback)
+in ``_build/reports/``. Explained in book/intro.md.
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ import time
 from pathlib import Path
 
 from waldorf.config import DATA_ENV, PROFILE_ENV, PROFILES
+from waldorf.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
+RECORDED_PROFILE = "cpu"  # the profile whose run the committed notebooks carry
+# What a working copy leaves out: the package, tests, caches, earlier builds, virtual envs.
+NOT_COPIED = shutil.ignore_patterns(".*", "_build", "tests", "waldorf", "scripts", "artifacts",
+                                    "runs", "*.egg-info", "__pycache__")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -193,23 +200,6 @@ def jupyter_book_command(root: Path, path_output: Path | None = None) -> list[st
     return command
 
 
-def configure_book(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``waldorf book``. Explained in book/intro.md."""
-    parser.add_argument("--profile", choices=sorted(PROFILES),
-                        default=os.environ.get(PROFILE_ENV, "cpu"),
-                        help="run profile for every chapter (default: $WALDORF_PROFILE or cpu)")
-    parser.add_argument("--chapters", nargs="+", metavar="NN",
-                        help="only execute these chapters, e.g. --chapters 01 02 (default: all)")
-    parser.add_argument("--no-execute", action="store_true",
-                        help="only build the HTML from the outputs already in the notebooks")
-    parser.add_argument("--timeout", type=int, default=None,
-                        help="seconds one cell may run before it fails (default: no limit)")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="the book's folder (default: the clone around the current folder)")
-    parser.add_argument("--path-output", type=Path, default=None,
-                        help="build into PATH/_build instead of the book's own _build")
-
-
 def data_note(profile_name: str) -> str | None:
     """A warning when a local-data profile would run on the packaged sample, else None.
 
@@ -221,22 +211,62 @@ def data_note(profile_name: str) -> str | None:
             "packaged sample; the recorded book ran on the offline SQuAD 2.0 folder (README, Data)")
 
 
+def working_copy(root: Path, dest: Path) -> Path:
+    """A fresh copy of the book's sources (toc, config, bibliography, ``book/``) in ``dest``.
+
+    Chapters run on the copy, so the committed notebooks, which carry the recorded run,
+    stay byte for byte as they are. Explained in book/intro.md.
+    """
+    root, dest = root.resolve(), dest.resolve()
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        inside = {n for n in names if (Path(folder) / n).resolve() == dest}  # no copy in itself
+        return NOT_COPIED(folder, names) | inside
+
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(root, dest, ignore=ignore)
+    return dest
+
+
+def plan(args: argparse.Namespace, root: Path) -> tuple[Path, Path]:
+    """Where the chapters run and where the HTML goes: ``(source, output)`` folders.
+
+    ``--record`` executes the committed notebooks in place (recorded profile only); any other
+    run works on a copy under ``--path-output`` (default ``_build/run-<profile>``), and the
+    HTML is built from that copy. Explained in book/intro.md.
+    """
+    if args.profile not in PROFILES:
+        raise UserError(f"unknown profile {args.profile!r}; choose one of {sorted(PROFILES)}")
+    output = args.path_output or root
+    if args.record:
+        if args.profile != RECORDED_PROFILE:
+            raise UserError(f"--record rewrites the committed notebooks, which record the "
+                            f"{RECORDED_PROFILE!r} profile; run {args.profile!r} without --record")
+        return root, output
+    if args.no_execute:
+        return root, output
+    copy = (args.path_output or root / "_build") / f"run-{args.profile}"
+    return working_copy(root, copy), output
+
+
 def run_book(args: argparse.Namespace) -> int:
     """Execute the chosen chapters, then build the book; 0 on success.
 
     Explained in book/intro.md.
     """
     root = find_root(args.root)
-    reports = (args.path_output or root) / "_build" / "reports"
+    source, output = plan(args, root)
+    reports = output / "_build" / "reports"
     summary = []
     if not args.no_execute:
-        notebooks = select_chapters(toc_notebooks(root), args.chapters)
-        print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile")
+        notebooks = select_chapters(toc_notebooks(source), args.chapters)
+        where = "in place (--record)" if source == root else f"on copies in {source}"
+        print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile {where}")
         note = data_note(args.profile)
         if note:
             print(note, flush=True)
         for index, path in enumerate(notebooks, 1):
-            print(f"[{index}/{len(notebooks)}] {path.relative_to(root)}", flush=True)
+            print(f"[{index}/{len(notebooks)}] {path.relative_to(source)}", flush=True)
             try:
                 minutes = execute_notebook(path, args.profile, args.timeout, reports)
             except RuntimeError as error:
@@ -246,12 +276,14 @@ def run_book(args: argparse.Namespace) -> int:
             print(f"    done in {minutes:.1f} min", flush=True)
         reports.mkdir(parents=True, exist_ok=True)
         (reports / "execution.json").write_text(json.dumps(summary, indent=2) + "\n")
-    command = jupyter_book_command(root, args.path_output)
+        if source == root:
+            print("Rewrote the recorded run of: "
+                  + ", ".join(str(p.relative_to(root)) for p in notebooks), flush=True)
+    command = jupyter_book_command(source, output)
     print("Building the HTML book:", " ".join(command), flush=True)
     done = subprocess.run(command)
     if done.returncode != 0:
         print("the book build failed (see the warnings above)", file=sys.stderr)
         return done.returncode
-    html = (args.path_output or root) / "_build" / "html" / "index.html"
-    print(f"Book ready: {html}")
+    print(f"Book ready: {output / '_build' / 'html' / 'index.html'}")
     return 0

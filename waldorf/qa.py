@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,13 +20,36 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from waldorf import data
 from waldorf.config import Profile, get_profile, resolve_checkpoint
+from waldorf.errors import UserError
 from waldorf.metrics import get_raw_scores, gold_answers, squad_evaluate
 from waldorf.postprocess import QAPredictions, postprocess_qa
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_source(model_dir: str | Path) -> str:
+    """Where ``from_pretrained`` should load a model from, checked locally first.
+
+    A folder with ``config.json`` is used as it is; an artifact folder (what
+    ``waldorf artifacts`` prints) holds its model in ``model/``; anything that looks like a
+    path but is not a model folder is a UserError naming it, never sent to the hub as a repo
+    id. Other names (``bert-base-uncased``, ``org/name``, ``bundled:...``) go to the hub.
+    Explained in book/02_teacher.ipynb.
+    """
+    path = Path(model_dir).expanduser()
+    for folder in (path, path / "model"):
+        if (folder / "config.json").is_file():
+            return str(folder)
+    if path.exists():
+        raise UserError(f"not a saved model (no config.json, nor model/config.json) in {path}")
+    text = str(model_dir)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.endswith("/"):
+        raise UserError(f"no such model folder: {path}")
+    return resolve_checkpoint(text)
 
 
 def load_qa(model_dir: str | Path):
@@ -34,10 +58,37 @@ def load_qa(model_dir: str | Path):
     ``import waldorf`` has registered the WaLDORf model type with the Auto classes.
     Explained in book/02_teacher.ipynb.
     """
-    name = resolve_checkpoint(str(model_dir))
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForQuestionAnswering.from_pretrained(name)
+    name = model_source(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForQuestionAnswering.from_pretrained(name)
+    except OSError as err:  # a hub name that cannot be reached or does not exist
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load a QA model from {name!r}: {first}") from err
     return model.eval(), tokenizer
+
+
+def check_window_sizes(max_length: int, stride: int) -> None:
+    """Window settings no question could fit. Explained in book/01_data_and_metric.ipynb."""
+    if max_length < 8 or not 0 <= stride < max_length:
+        raise UserError(f"window settings cannot work: max_length {max_length} (at least 8), "
+                        f"stride {stride} (at least 0 and below max_length)")
+
+
+def check_windows(tokenizer, questions: list[str], max_length: int, stride: int) -> None:
+    """Refuse window settings the tokenizer cannot cut (it would panic, not raise).
+
+    Each window holds [CLS] question [SEP] context [SEP]; the context part must be longer
+    than ``stride``, the overlap between consecutive windows. Explained in
+    book/01_data_and_metric.ipynb.
+    """
+    check_window_sizes(max_length, stride)
+    longest = max(len(tokenizer(q, add_special_tokens=False)["input_ids"]) for q in questions)
+    room = max_length - longest - 3
+    if room <= stride:
+        raise UserError(f"windows of {max_length} tokens leave {max(room, 0)} for the context "
+                        f"after a {longest}-token question, not more than the stride {stride}: "
+                        "raise --max-length or lower --stride")
 
 
 def _batches(features, names: list[str], batch_size: int):
@@ -208,11 +259,13 @@ class QuestionAnswerer:
         if len(contexts) == 1 < len(questions):
             contexts *= len(questions)
         if len(questions) != len(contexts):
-            raise ValueError(f"got {len(questions)} questions but {len(contexts)} contexts")
-        empty = [i for i, (q, c) in enumerate(zip(questions, contexts, strict=True))
-                 if not q.strip() or not c.strip()]
-        if empty:
-            raise ValueError(f"empty question or context at position(s) {empty}")
+            raise UserError(f"got {len(questions)} questions but {len(contexts)} contexts")
+        for what, texts in (("question", questions), ("context", contexts)):
+            empty = [i for i, text in enumerate(texts) if not text.strip()]
+            if empty:
+                raise UserError(f"the {what} is empty" if single else
+                                f"empty {what} at position(s) {empty}")
+        check_windows(self.tokenizer, questions, self.max_length, self.stride)
         results = self._answer(questions, contexts)
         return results[0] if single else results
 
@@ -234,24 +287,22 @@ class QuestionAnswerer:
         return results
 
 
-def configure_predict(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``waldorf predict``. Explained in book/02_teacher.ipynb."""
-    parser.add_argument("model_dir", help="saved QA checkpoint (or a hub name)")
-    parser.add_argument("data_file", help="SQuAD file in the official JSON format")
-    parser.add_argument("--out", required=True, help="write {question_id: answer} here")
-    parser.add_argument("--na-prob-out", help="write {question_id: P(no answer)} here")
-    parser.add_argument("--profile", help="profile for window length, stride and batch size "
-                        "(default: WALDORF_PROFILE)")
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """Write prediction files that ``waldorf evaluate`` (or the official script) reads.
 
     Explained in book/02_teacher.ipynb.
     """
-    model, tokenizer = load_qa(args.model_dir)
+    profile = get_profile(args.profile)
+    outputs = [Path(p) for p in (args.out, args.na_prob_out) if p]
+    for out in outputs:  # checked before the model runs, not after
+        if out.is_dir():
+            raise UserError(f"cannot write {out}: it is a folder")
+        if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+            raise UserError(f"cannot write {out}: its folder does not exist or is not writable")
     examples = data.read_squad_json(args.data_file)
-    predictions = predict_dataset(model, tokenizer, examples, get_profile(args.profile))
+    hf_logging.disable_progress_bar()
+    model, tokenizer = load_qa(args.model_dir)
+    predictions = predict_dataset(model, tokenizer, examples, profile)
     Path(args.out).write_text(json.dumps(predictions.answers), encoding="utf-8")
     if args.na_prob_out:
         Path(args.na_prob_out).write_text(json.dumps(predictions.na_probs), encoding="utf-8")
@@ -259,17 +310,10 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_ask(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``waldorf ask``. Explained in book/03_architecture.ipynb."""
-    parser.add_argument("model_dir", help="saved QA checkpoint (or a hub name)")
-    parser.add_argument("--question", "-q", required=True)
-    parser.add_argument("--context", "-c", required=True)
-    parser.add_argument("--max-length", type=int, default=384, help="tokens per window")
-    parser.add_argument("--stride", type=int, default=128, help="overlap between windows")
-
-
 def run_ask(args: argparse.Namespace) -> int:
     """Print the answer as JSON. Explained in book/03_architecture.ipynb."""
+    check_window_sizes(args.max_length, args.stride)
+    hf_logging.disable_progress_bar()  # a command prints its result, not loading bars
     model, tokenizer = load_qa(args.model_dir)
     qa = QuestionAnswerer(model, tokenizer, max_length=args.max_length, stride=args.stride)
     print(json.dumps(qa(question=args.question, context=args.context), indent=2))
