@@ -112,6 +112,14 @@ def _book(p: argparse.ArgumentParser) -> None:
                    help="run the copies and build into PATH instead of the book's own _build")
 
 
+def _study(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="the study to run, e.g. headline (see --list)")
+    p.add_argument("--list", action="store_true", help="list the studies and their runs")
+    p.add_argument("--profile", help="run profile (default: $WALDORF_PROFILE or cpu)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="folder of the result files (default: the package's recorded studies)")
+
+
 # name: (module that runs it, one-line help, argument definitions)
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "evaluate": ("waldorf.metrics", "score a prediction file with the official SQuAD 2.0 metric",
@@ -122,6 +130,8 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     "artifacts": ("waldorf.artifacts", "list saved models and caches", _artifacts),
     "bench": ("waldorf.bench", "measure inference speed of the students and baselines", _bench),
     "book": ("waldorf.book", "run the chapters on a profile and build the HTML book", _book),
+    "study": ("waldorf.study", "run a recorded study: several models and seeds, resumable",
+              _study),
 }
 
 

@@ -1,0 +1,93 @@
+"""Recorded studies: resumable runners, atomic result files, seed tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from waldorf import study
+from waldorf.config import get_profile
+from waldorf.errors import UserError
+from waldorf.study import Run, load_study, record_study, seed_table
+
+TINY = (Run("teacher", 42), Run("teacher", 1), Run("waldorf", 42))
+
+
+@pytest.fixture
+def tiny_study(monkeypatch):
+    monkeypatch.setitem(study.STUDIES, "tiny", TINY)
+    return "tiny"
+
+
+def fake_result(name: str, run: Run, profile) -> dict:
+    return {"study": name, "run": run.name, "model": run.model, "seed": run.seed,
+            "test": {"f1": float(run.seed)}}
+
+
+class SessionEnded(Exception):
+    """Stands for whatever stops a run half-way (a kill, the end of a session)."""
+
+
+def test_an_interrupted_study_resumes_without_redoing_finished_runs(tiny_study, tmp_path):
+    calls, stop_at = [], ["teacher-seed1"]
+
+    def interrupted(name, run, profile):
+        calls.append(run.name)
+        if run.name in stop_at:
+            stop_at.clear()
+            raise SessionEnded  # the session ends in the middle of the second run
+        return fake_result(name, run, profile)
+
+    profile = get_profile("smoke")
+    with pytest.raises(SessionEnded):
+        record_study(tiny_study, profile, tmp_path, score=interrupted)
+    folder = tmp_path / tiny_study / "smoke"
+    assert sorted(p.name for p in folder.iterdir()) == ["teacher-seed42.json"]  # no half file
+    first = (folder / "teacher-seed42.json").read_text()
+    calls.clear()
+    paths = record_study(tiny_study, profile, tmp_path, score=interrupted)
+    assert calls == ["teacher-seed1", "waldorf-seed42"]  # the finished run is not redone
+    assert (folder / "teacher-seed42.json").read_text() == first
+    assert [p.name for p in paths] == [f"{run.name}.json" for run in TINY]
+    assert [d["run"] for d in load_study(tiny_study, "smoke", tmp_path)] == [r.name for r in TINY]
+
+
+def test_seed_table_mean_std_and_values():
+    docs = [{"model": "teacher", "seed": s, "test": {"f1": v}}
+            for s, v in ((42, 60.0), (1, 62.0), (2, 64.0))]
+    docs.append({"model": "waldorf", "seed": 42, "test": {"f1": 55.0}})
+    table = seed_table(docs)
+    assert table.loc["teacher", "f1 mean"] == pytest.approx(62.0)
+    assert table.loc["teacher", "f1 std"] == pytest.approx(2.0)  # sample std of 60, 62, 64
+    assert table.loc["teacher", "per seed"] == "42: 60.00, 1: 62.00, 2: 64.00"
+    assert math.isnan(table.loc["waldorf", "f1 std"])  # one seed has no spread
+
+
+def test_unknown_studies_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="headline"):
+        record_study("nope", get_profile("smoke"), tmp_path, score=fake_result)
+    with pytest.raises(UserError, match="unknown study"):
+        load_study("nope")
+
+
+def test_the_headline_study_has_three_seeds_per_row():
+    runs = study.STUDIES["headline"]
+    for model in ("teacher", "waldorf", "baseline4"):
+        assert len({r.seed for r in runs if r.model == model}) >= 3
+    assert len({r.name for r in runs}) == len(runs)
+
+
+def test_a_real_smoke_run_reports_test_scores(squad_dir, tmp_path, monkeypatch):
+    """The teacher on the smoke profile, end to end: dev threshold, test report, provenance."""
+    monkeypatch.setenv("WALDORF_DATA_DIR", str(squad_dir))
+    monkeypatch.setitem(study.STUDIES, "one", (Run("teacher", 42),))
+    [path] = record_study("one", get_profile("smoke"), tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["test"]["n"] > 0 and 0 <= doc["test"]["f1"] <= 100
+    low, high = doc["test"]["f1_ci"]
+    assert low <= doc["test"]["f1"] <= high
+    assert doc["test"]["threshold"] == doc["dev"]["threshold"]  # chosen on dev, applied to test
+    assert doc["provenance"]["profile"] == "smoke" and doc["provenance"]["git"]
+    assert len(doc["questions"]["ids"]) == doc["test"]["n"]

@@ -1,0 +1,183 @@
+"""Recorded studies: many (model, seed) runs that no chapter's 45 minutes can hold.
+
+A study is a named list of runs. ``waldorf study NAME`` trains what is missing (through the
+same resumable artifacts the chapters use), chooses each model's no-answer threshold on
+``dev.json``, scores ``test.json`` once with :func:`waldorf.metrics.report`, and writes one
+small JSON per run, with its provenance (profile, hardware, git revision, minutes) and the
+per-question scores that paired comparisons need. A finished run's file is never redone, so
+the command can be stopped and started again across sessions, in the background:
+
+    nohup waldorf study headline > study.log 2>&1 &
+
+The files under ``waldorf/recorded/studies/NAME/PROFILE/`` are committed; chapters load them
+with :func:`load_study` and label them as recorded by this command at their revision.
+Explained in book/04_distillation.ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from waldorf.config import Profile, get_profile
+from waldorf.errors import UserError
+
+RESULTS = Path(__file__).parent / "recorded" / "studies"
+SEEDS = (42, 1, 2)  # 42 is the book's own run, so its artifacts are reused, not retrained
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (model, seed) of a study: ``teacher`` or a student distilled by the book's recipe.
+
+    ``model``: "teacher", or a ``build_student`` name ("waldorf", or "baseline4" for the
+    four-layer student that copies every other teacher layer). Students distil from the
+    book's teacher (the profile's seed); only their own seed changes.
+    Explained in book/04_distillation.ipynb.
+    """
+
+    model: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """File name of the run's result, e.g. ``waldorf-seed1``."""
+        return f"{self.model}-seed{self.seed}"
+
+
+STUDIES: dict[str, tuple[Run, ...]] = {
+    # The book's headline rows, three seeds each: the teacher, WaLDORf, the 4-layer student.
+    "headline": tuple(Run(model, seed) for model in ("teacher", "waldorf", "baseline4")
+                      for seed in SEEDS),
+}
+
+
+def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
+    """Train (or find) the run's model; its folder and the minutes its artifacts took.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    from waldorf import teacher
+    from waldorf.distill import distill
+    from waldorf.models.baselines import four_layer_baseline
+
+    seeded = replace(profile, seed=run.seed)
+    if run.model == "teacher":
+        found = teacher.get_teacher(seeded)
+        return found.model_dir, (found.metadata.get("duration_s") or 0) / 60
+    book_teacher = teacher.get_teacher(profile)
+    name = run.model
+    if name == "baseline4":
+        name = four_layer_baseline(book_teacher.load()[0].config)
+    student = distill(name, seeded, init_from_teacher=True, teacher=book_teacher)
+    minutes, stage = 0.0, student
+    while stage is not None:  # stage 2, then the stages before it
+        minutes += (stage.metadata.get("duration_s") or 0) / 60
+        stage = stage.previous
+    return student.model_dir, minutes
+
+
+def score_run(study: str, run: Run, profile: Profile) -> dict:
+    """Train (or find) one run, choose its threshold on dev, report it on test.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    from waldorf import data, metrics, provenance, qa
+
+    started = time.time()
+    model_dir, train_minutes = trained_model_dir(run, profile)
+    model, tokenizer = qa.load_qa(model_dir)
+    dev, test = data.load_squad("dev", profile), data.load_squad("test", profile)
+    dev_predictions = qa.predict_dataset(model, tokenizer, dev, profile)
+    threshold = metrics.choose_threshold(dev, dev_predictions)
+    scores = metrics.question_scores(test, qa.predict_dataset(model, tokenizer, test, profile),
+                                     threshold)
+    return dict(study=study, run=run.name, model=run.model, seed=run.seed,
+                model_dir=model_dir.name, train_minutes=round(train_minutes, 2),
+                dev=metrics.report(dev, dev_predictions, threshold, n_boot=1),
+                test=metrics.report_scores(scores), questions=scores.to_json(),
+                provenance=provenance.collect(profile, started))
+
+
+def _write_atomically(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique: two runners never clash
+    tmp.write_text(json.dumps(document, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def record_study(name: str, profile: Profile | None = None, results: Path = RESULTS,
+              score: Callable[[str, Run, Profile], dict] = score_run) -> list[Path]:
+    """Run every missing run of study ``name``; the result files, finished ones included.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    if name not in STUDIES:
+        raise UserError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
+    profile = profile or get_profile()
+    folder = results / name / profile.name
+    runs = STUDIES[name]
+    for index, run in enumerate(runs, 1):
+        path = folder / f"{run.name}.json"
+        if path.exists():
+            print(f"[{index}/{len(runs)}] {run.name}: recorded, skipped", flush=True)
+            continue
+        print(f"[{index}/{len(runs)}] {run.name}: running on {profile.name!r}", flush=True)
+        _write_atomically(path, score(name, run, profile))
+    return [folder / f"{run.name}.json" for run in runs]
+
+
+def load_study(name: str, profile: str = "cpu", results: Path = RESULTS) -> list[dict]:
+    """The recorded result documents of a study (those that exist), in the study's order.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    if name not in STUDIES:
+        raise UserError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
+    folder = results / name / profile
+    paths = [folder / f"{run.name}.json" for run in STUDIES[name]]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
+
+def seed_table(documents: list[dict], metric: str = "f1") -> pd.DataFrame:
+    """Mean, standard deviation and per-seed values of one test metric, one row per model.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    from waldorf.metrics import seed_summary
+
+    by_model: dict[str, dict[int, float]] = {}
+    for doc in documents:
+        by_model.setdefault(doc["model"], {})[doc["seed"]] = doc["test"][metric]
+    rows = []
+    for model, values in by_model.items():
+        summary = seed_summary(values)
+        per_seed = ", ".join(f"{seed}: {value:.2f}" for seed, value in values.items())
+        rows.append({"model": model, "seeds": summary["n"], f"{metric} mean": summary["mean"],
+                     f"{metric} std": summary["std"], "per seed": per_seed})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """``waldorf study``: run (or list) a recorded study.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    if args.list:
+        for name, runs in STUDIES.items():
+            print(f"{name}: " + ", ".join(run.name for run in runs))
+        return 0
+    if not args.name:
+        raise UserError("name a study (or --list them)")
+    profile = get_profile(args.profile)
+    paths = record_study(args.name, profile, args.results or RESULTS)
+    documents = [json.loads(path.read_text()) for path in paths]
+    print(seed_table(documents).round(2).to_string())
+    return 0
