@@ -42,6 +42,16 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
                    help="Save precision-recall curves (plotly HTML) to directory.")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="accepted for compatibility with the official script; no effect")
+    p.add_argument("--threshold-from", metavar="EVAL.json", default=None,
+                   help="apply the no-answer threshold recorded as best_f1_thresh in EVAL.json "
+                   "(the --out-file of an earlier run with --na-prob-file, typically on dev) to "
+                   "exact and f1: choose on dev, report on test; needs --na-prob-file")
+    p.add_argument("--bootstrap", metavar="N", type=int, default=0,
+                   help="add 95%% intervals <key>_ci = [low, high] for exact, f1 and, with "
+                   "--na-prob-file, best_exact and best_f1, from N resamples (e.g. 1000; "
+                   "default 0: none)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the bootstrap resamples (default 0)")
 
 
 def _predict(p: argparse.ArgumentParser) -> None:

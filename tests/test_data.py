@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from dataclasses import replace
 
@@ -11,6 +12,7 @@ import datasets
 import numpy as np
 import pytest
 
+from waldorf.artifacts import config_hash
 from waldorf.config import get_profile
 from waldorf.data import (
     FEATURES,
@@ -24,6 +26,8 @@ from waldorf.data import (
     subsample_negative_windows,
     tokenize_squad,
 )
+from waldorf.errors import UserError
+from waldorf.teacher import teacher_key
 
 
 @pytest.fixture
@@ -70,10 +74,10 @@ def test_explicit_path_beats_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WALDORF_DATA_DIR", str(tmp_path / "nowhere"))
     assert len(load_squad("dev", unlimited(), path=SAMPLE_PATH)) == len(
         read_squad_json(SAMPLE_PATH))
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(UserError, match="not found: .*nowhere"):
         load_squad("dev", unlimited())
-    with pytest.raises(ValueError, match="split"):
-        load_squad("test", unlimited(), path=SAMPLE_PATH)
+    with pytest.raises(UserError, match="split must be one of"):
+        load_squad("validation", unlimited(), path=SAMPLE_PATH)
 
 
 def test_data_dir_concatenates_train_files(tmp_path, monkeypatch):
@@ -108,7 +112,7 @@ def test_hub_source_reads_the_profile_split_names(monkeypatch):
 
 
 def test_real_shared_files_load_with_the_documented_counts(squad_dir):
-    counts = {"train.json": (7523, 3593), "dev.json": (1807, 1032),
+    counts = {"train.json": (7523, 3593), "dev.json": (1807, 1032), "test.json": (2543, 1320),
               "train-extra-v1.1.json": (4557, 0)}
     for name, (questions, no_answer) in counts.items():
         ds = read_squad_json(squad_dir / name)
@@ -119,6 +123,55 @@ def test_real_shared_files_load_with_the_documented_counts(squad_dir):
 def test_data_dir_train_split_is_both_train_files(squad_dir, monkeypatch):
     monkeypatch.setenv("WALDORF_DATA_DIR", str(squad_dir))
     assert len(load_squad("train", unlimited("cpu"))) == 7523 + 4557
+
+
+def test_real_test_split_is_held_out_articles(squad_dir, monkeypatch, caplog):
+    monkeypatch.setenv("WALDORF_DATA_DIR", str(squad_dir))
+    with caplog.at_level(logging.WARNING, logger="waldorf.data"):
+        test, dev = load_squad("test", get_profile("cpu")), load_squad("dev", get_profile("cpu"))
+    assert len(test) == 2543 and "no separate test split" not in caplog.text
+    train = load_squad("train", get_profile("cpu"))
+    assert not set(test["title"]) & (set(dev["title"]) | set(train["title"]))
+    assert len(load_squad("test", get_profile("smoke"))) == 32  # cut like dev
+
+
+# --- the test split ------------------------------------------------------------------------
+
+
+def test_sample_test_split_is_its_dev_article_with_a_warning(no_data_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="waldorf.data"):
+        test = load_squad("test", unlimited())
+    assert test["id"] == load_squad("dev", unlimited())["id"]
+    assert "no separate test split" in caplog.text
+
+
+def test_data_dir_test_split_reads_the_profile_test_file(tmp_path, monkeypatch):
+    (tmp_path / "held-out.json").write_text(json.dumps(GOOD))
+    monkeypatch.setenv("WALDORF_DATA_DIR", str(tmp_path))
+    assert load_squad("test", unlimited(test_file="held-out.json"))["id"] == ["q1", "q2"]
+    assert load_squad("test", unlimited(), path=tmp_path / "held-out.json")["id"] == ["q1", "q2"]
+    with pytest.raises(UserError, match="not found: .*test.json"):
+        load_squad("test", unlimited())
+
+
+def test_hub_test_split_is_the_official_dev_set_with_a_warning(monkeypatch, caplog):
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda name, split: calls.append(split) or read_squad_json(SAMPLE_PATH))
+    with caplog.at_level(logging.WARNING, logger="waldorf.data"):
+        load_squad("test", unlimited("gpu"))
+    assert calls == ["validation"] and "no separate test split" in caplog.text
+
+
+# The teacher key (and the student keys built on its data part) must not change when the test
+# split is added: nothing trains or chooses on it. e83d72c782cc is the cpu key of the sample
+# before test_file existed; a deliberate change of the teacher's configuration updates it.
+def test_the_test_split_leaves_artifact_keys_unchanged():
+    sample = read_squad_json(SAMPLE_PATH)
+    cpu = get_profile("cpu")
+    assert config_hash(teacher_key(cpu, sample)) == "e83d72c782cc"
+    other = replace(cpu, data=replace(cpu.data, test_file="elsewhere.json"))
+    assert teacher_key(other, sample) == teacher_key(cpu, sample)
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -169,6 +222,7 @@ def test_bad_questions_are_named_with_file_article_and_id(case, tmp_path):
 
 
 @pytest.mark.parametrize("content, problem", [
+    ("", "empty file"),
     ("{not json", "not a JSON file"),
     ("[1, 2]", "'data' list"),
     ('{"version": "v2.0"}', "'data' list"),
@@ -186,8 +240,16 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path):
     raw = _broken(lambda r: (_qa(r).update(answers=[]), _qa(r, 1).update(id="q1")))
     path = tmp_path / "two.json"
     path.write_text(json.dumps(raw))
-    with pytest.raises(SquadFormatError, match="2 problem"):
+    with pytest.raises(SquadFormatError, match="2 problem") as err:
         read_squad_json(path)
+    first, *rest = str(err.value).splitlines()  # the command line prints the first line only
+    assert "two.json" in first and "question 'q1'" in first and "without answers" in first
+    assert len(rest) == 2
+
+
+def test_a_missing_file_is_a_user_error_naming_it(tmp_path):
+    with pytest.raises(UserError, match="absent.json: cannot read"):
+        read_squad_json(tmp_path / "absent.json")
 
 
 # --- windows and labels --------------------------------------------------------------------

@@ -17,11 +17,13 @@ import datasets
 import numpy as np
 
 from waldorf.config import Profile, data_dir, get_profile
+from waldorf.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_PATH = Path(__file__).parent / "sample" / "squad2_sample.json"
 SAMPLE_DEV_ARTICLES = 1  # the sample's last article is its dev split, the others its train split
+SPLITS = ("train", "dev", "test")
 HUB_DATASET = "rajpurkar/squad_v2"
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
@@ -33,7 +35,7 @@ FEATURES = datasets.Features({
 })
 
 
-class SquadFormatError(ValueError):
+class SquadFormatError(UserError):
     """A SQuAD file that is not what the official format promises; the message names the place.
 
     Explained in book/01_data_and_metric.ipynb.
@@ -89,8 +91,14 @@ def read_squad_json(path: str | Path) -> datasets.Dataset:
     """
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SquadFormatError(f"{path}: cannot read the SQuAD file ({err})") from err
+    if not text.strip():
+        raise SquadFormatError(f"{path}: empty file, expected SQuAD JSON")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
         raise SquadFormatError(f"{path}: not a JSON file ({err})") from err
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise SquadFormatError(f"{path}: expected an object with a 'data' list of articles "
@@ -116,34 +124,41 @@ def read_squad_json(path: str | Path) -> datasets.Dataset:
                         problems.append(str(err))
         except _Problem as err:
             problems.append(str(err))
-    if problems:
+    if len(problems) == 1:
+        raise SquadFormatError(f"{path}: {problems[0]}")
+    if problems:  # the first line names the first problem: the command line prints only it
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise SquadFormatError(f"{path}: {len(problems)} problem(s):\n  {shown}{more}")
+        raise SquadFormatError(f"{path}: {problems[0]} ({len(problems)} problem(s) in all, "
+                               f"listed below)\n  {shown}{more}")
     columns = {name: [row[name] for row in rows] for name in FEATURES}
     return datasets.Dataset.from_dict(columns, features=FEATURES)
 
 
 def _split_files(split: str, profile: Profile) -> list[str]:
-    if split not in ("train", "dev"):
-        raise ValueError(f"split must be 'train' or 'dev', got {split!r}")
-    return list(profile.data.train_files) if split == "train" else [profile.data.dev_file]
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "train":
+        return list(profile.data.train_files)
+    return [profile.data.dev_file if split == "dev" else profile.data.test_file]
 
 
 def _read_files(paths: list[Path]) -> datasets.Dataset:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"SQuAD file(s) not found: {', '.join(missing)}")
+        raise UserError(f"SQuAD file(s) not found: {', '.join(missing)} (check "
+                        "WALDORF_DATA_DIR or the path given)")
     return datasets.concatenate_datasets([read_squad_json(p) for p in paths])
 
 
 def _sample_split(split: str) -> datasets.Dataset:
-    """The packaged sample: its last SAMPLE_DEV_ARTICLES articles are dev, the rest train."""
+    """The packaged sample: its last SAMPLE_DEV_ARTICLES articles are dev (and stand in for
+    test, which the sample does not have), the rest train."""
     ds = read_squad_json(SAMPLE_PATH)
     titles = list(dict.fromkeys(ds["title"]))  # article order of the file
     dev_titles = set(titles[-SAMPLE_DEV_ARTICLES:])
     return ds.select([i for i, title in enumerate(ds["title"])
-                      if (title in dev_titles) == (split == "dev")])
+                      if (title in dev_titles) == (split != "train")])
 
 
 def _cut(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
@@ -161,17 +176,22 @@ def _cut(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset
 
 def load_squad(split: str, profile: Profile | None = None,
                path: str | Path | None = None) -> datasets.Dataset:
-    """Load the train or dev split from the first source that exists, cut to the profile's size.
+    """Load the train, dev or test split from the first source that exists, cut to the
+    profile's size (test like dev).
 
-    Sources in order: ``path`` (a SQuAD file, or a folder holding the profile's files);
-    the hub, when the profile says ``source="hub"`` (its file names are then split names);
-    ``WALDORF_DATA_DIR``; the sample shipped in the package. Several train files are
-    concatenated. Explained in book/01_data_and_metric.ipynb.
+    Train on train, choose on dev, report on test. Sources in order: ``path`` (a SQuAD file,
+    or a folder holding the profile's files); the hub, when the profile says ``source="hub"``
+    (its file names are then split names); ``WALDORF_DATA_DIR``; the sample shipped in the
+    package. Several train files are concatenated. Where there is no separate test split (the
+    packaged sample, the hub) test is the dev split, with a warning: its scores are then not
+    held out from the choices made on dev. Explained in book/01_data_and_metric.ipynb.
     """
     profile = profile or get_profile()
     names = _split_files(split, profile)
     folder = data_dir()
-    if path is not None and Path(path).is_file():
+    sample = f"packaged sample {SAMPLE_PATH.name}"
+    single_file = path is not None and Path(path).is_file()
+    if single_file:
         ds, source = read_squad_json(path), str(path)
     elif path is not None:
         ds, source = _read_files([Path(path) / n for n in names]), str(path)
@@ -182,9 +202,13 @@ def load_squad(split: str, profile: Profile | None = None,
     elif folder is not None:
         ds, source = _read_files([folder / n for n in names]), str(folder)
     else:
-        ds, source = _sample_split(split), f"packaged sample {SAMPLE_PATH.name}"
+        ds, source = _sample_split(split), sample
         logger.warning("WALDORF_DATA_DIR is not set: using the tiny packaged sample (%d questions)",
                        len(ds))
+    same_as_dev = not single_file and profile.data.test_file == profile.data.dev_file
+    if split == "test" and (source == sample or same_as_dev):
+        logger.warning("%s has no separate test split: test is the dev split, so its scores are "
+                       "not held out from choices made on dev", source)
     limit = profile.data.max_train_examples if split == "train" else profile.data.max_dev_examples
     cut = _cut(ds, limit, profile.seed)
     logger.info("%s split: %d of %d questions from %s", split, len(cut), len(ds), source)

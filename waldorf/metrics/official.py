@@ -6,20 +6,25 @@ gold answers, same key order, same arithmetic. Differences, all for usability: t
 may also be a ``datasets.Dataset`` in the hub schema, the precision-recall plots are plotly
 HTML files instead of matplotlib PNGs, and a missing prediction is reported on stderr and
 scored 0 (the official script drops it from ``total`` and then fails on the breakdown).
+Reading files and the ``waldorf evaluate`` command live in :mod:`waldorf.metrics.command`.
 
 Explained in book/01_data_and_metric.ipynb.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
 import re
 import string
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from waldorf.errors import UserError
+
+if TYPE_CHECKING:
+    import datasets
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -66,7 +71,7 @@ def compute_f1(a_gold: str, a_pred: str) -> float:
     return (2 * precision * recall) / (precision + recall)
 
 
-def gold_answers(data) -> dict[str, list[str]]:
+def gold_answers(data: Mapping | list | datasets.Dataset) -> dict[str, list[str]]:
     """Map question id -> gold answer texts ([] = unanswerable), in the order of the data.
 
     Accepts the official JSON (the whole file or its ``data`` list) or a ``datasets.Dataset``
@@ -86,7 +91,8 @@ def gold_answers(data) -> dict[str, list[str]]:
     }
 
 
-def get_raw_scores(golds: Mapping[str, list[str]], preds: Mapping[str, str]):
+def get_raw_scores(golds: Mapping[str, list[str]],
+                   preds: Mapping[str, str]) -> tuple[dict[str, float], dict[str, float]]:
     """Exact and F1 per question, the best over all gold answers; no-answer gold is [""].
 
     Explained in book/01_data_and_metric.ipynb.
@@ -103,7 +109,8 @@ def get_raw_scores(golds: Mapping[str, list[str]], preds: Mapping[str, str]):
     return exact_scores, f1_scores
 
 
-def apply_no_ans_threshold(scores, na_probs, qid_to_has_ans, na_prob_thresh: float) -> dict:
+def apply_no_ans_threshold(scores: Mapping[str, float], na_probs: Mapping[str, float],
+                           qid_to_has_ans: Mapping[str, bool], na_prob_thresh: float) -> dict:
     """Replace the answer by "" where the no-answer probability exceeds the threshold.
 
     Explained in book/01_data_and_metric.ipynb.
@@ -115,7 +122,8 @@ def apply_no_ans_threshold(scores, na_probs, qid_to_has_ans, na_prob_thresh: flo
     return new_scores
 
 
-def make_eval_dict(exact_scores, f1_scores, qid_list=None) -> dict:
+def make_eval_dict(exact_scores: Mapping[str, float], f1_scores: Mapping[str, float],
+                   qid_list: list[str] | None = None) -> dict:
     """Percent exact and F1 over all questions or over ``qid_list``.
 
     Explained in book/01_data_and_metric.ipynb.
@@ -136,12 +144,17 @@ def make_eval_dict(exact_scores, f1_scores, qid_list=None) -> dict:
 
 
 def merge_eval(main_eval: dict, new_eval: dict, prefix: str) -> None:
-    """Copy ``new_eval`` into ``main_eval`` with keys ``<prefix>_<key>``."""
+    """Copy ``new_eval`` into ``main_eval`` with keys ``<prefix>_<key>``.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
     for k in new_eval:
         main_eval[f"{prefix}_{k}"] = new_eval[k]
 
 
-def find_best_thresh(preds, scores, na_probs, qid_to_has_ans) -> tuple[float, float]:
+def find_best_thresh(preds: Mapping[str, str], scores: Mapping[str, float],
+                     na_probs: Mapping[str, float],
+                     qid_to_has_ans: Mapping[str, bool]) -> tuple[float, float]:
     """Sweep the abstention threshold over the sorted no-answer probabilities.
 
     Starts from "abstain on everything" and adds one question at a time.
@@ -166,7 +179,10 @@ def find_best_thresh(preds, scores, na_probs, qid_to_has_ans) -> tuple[float, fl
     return 100.0 * best_score / len(scores), best_thresh
 
 
-def find_all_best_thresh(main_eval, preds, exact_raw, f1_raw, na_probs, qid_to_has_ans) -> None:
+def find_all_best_thresh(main_eval: dict, preds: Mapping[str, str],
+                         exact_raw: Mapping[str, float], f1_raw: Mapping[str, float],
+                         na_probs: Mapping[str, float],
+                         qid_to_has_ans: Mapping[str, bool]) -> None:
     """Add best_exact, best_exact_thresh, best_f1, best_f1_thresh to ``main_eval``.
 
     Explained in book/01_data_and_metric.ipynb.
@@ -179,7 +195,8 @@ def find_all_best_thresh(main_eval, preds, exact_raw, f1_raw, na_probs, qid_to_h
     main_eval["best_f1_thresh"] = f1_thresh
 
 
-def make_precision_recall_eval(scores, na_probs, num_true_pos, qid_to_has_ans,
+def make_precision_recall_eval(scores: Mapping[str, float], na_probs: Mapping[str, float],
+                               num_true_pos: int, qid_to_has_ans: Mapping[str, bool],
                                out_image: Path | None = None, title: str = "") -> dict:
     """Average precision of answering, ranking questions by rising no-answer probability.
 
@@ -208,7 +225,9 @@ def make_precision_recall_eval(scores, na_probs, num_true_pos, qid_to_has_ans,
     return {"ap": 100.0 * avg_prec}
 
 
-def run_precision_recall_analysis(main_eval, exact_raw, f1_raw, na_probs, qid_to_has_ans,
+def run_precision_recall_analysis(main_eval: dict, exact_raw: Mapping[str, float],
+                                  f1_raw: Mapping[str, float], na_probs: Mapping[str, float],
+                                  qid_to_has_ans: Mapping[str, bool],
                                   out_image_dir: Path) -> None:
     """Add pr_exact_ap, pr_f1_ap, pr_oracle_ap and write the curves and histograms as HTML.
 
@@ -233,7 +252,8 @@ def run_precision_recall_analysis(main_eval, exact_raw, f1_raw, na_probs, qid_to
                           out_image_dir, name)
 
 
-def histogram_na_prob(na_probs, qid_list, image_dir: Path, name: str) -> None:
+def histogram_na_prob(na_probs: Mapping[str, float], qid_list: list[str], image_dir: Path,
+                      name: str) -> None:
     """Histogram of no-answer probabilities for one group of questions, as HTML.
 
     Explained in book/01_data_and_metric.ipynb.
@@ -251,7 +271,8 @@ def histogram_na_prob(na_probs, qid_list, image_dir: Path, name: str) -> None:
 
 
 def squad_evaluate(
-    data, preds: Mapping[str, str], na_probs: Mapping[str, float] | None = None,
+    data: Mapping | list | datasets.Dataset, preds: Mapping[str, str],
+    na_probs: Mapping[str, float] | None = None,
     na_prob_thresh: float = 1.0, out_image_dir: str | Path | None = None,
 ) -> dict:
     """The official SQuAD 2.0 scores of ``preds`` ({id: text, "" = abstain}) against ``data``.
@@ -291,66 +312,7 @@ def _check_na_probs(preds: Mapping[str, str], na_probs: Mapping[str, float]) -> 
     """The official script fails with a bare KeyError here; name the ids instead."""
     missing = [k for k in preds if k not in na_probs]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"no-answer probabilities missing for {len(missing)} predicted ids, e.g. {missing[:5]}"
         )
 
-
-def _read_json(path: str | Path, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {what} {path}: {err}") from err
-
-
-def evaluate_files(
-    data_file: str | Path, pred_file: str | Path, na_prob_file: str | Path | None = None,
-    out_file: str | Path | None = None, na_prob_thresh: float = 1.0,
-    out_image_dir: str | Path | None = None,
-) -> dict:
-    """Score prediction files exactly like ``evaluate-v2.0.py data_file pred_file``.
-
-    Explained in book/01_data_and_metric.ipynb.
-    """
-    dataset = _read_json(data_file, "SQuAD data file")
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
-        raise ValueError(f"{data_file}: expected the official format {{'version', 'data': [...]}}")
-    preds = _read_json(pred_file, "prediction file")
-    if not isinstance(preds, dict):
-        raise ValueError(f"{pred_file}: expected a JSON object {{question_id: answer_text}}")
-    na_probs = _read_json(na_prob_file, "no-answer probability file") if na_prob_file else None
-    out = squad_evaluate(dataset["data"], preds, na_probs, na_prob_thresh, out_image_dir)
-    if out_file:
-        with open(out_file, "w", encoding="utf-8") as f:
-            json.dump(out, f)
-    return out
-
-
-def configure_evaluate(parser: argparse.ArgumentParser) -> None:
-    """The official script's arguments. Explained in book/01_data_and_metric.ipynb."""
-    parser.add_argument("data_file", metavar="data.json", help="Input data JSON file.")
-    parser.add_argument("pred_file", metavar="pred.json", help="Model predictions.")
-    parser.add_argument("--out-file", "-o", metavar="eval.json",
-                        help="Write accuracy metrics to file (default is stdout).")
-    parser.add_argument("--na-prob-file", "-n", metavar="na_prob.json",
-                        help="Model estimates of probability of no answer.")
-    parser.add_argument("--na-prob-thresh", "-t", type=float, default=1.0,
-                        help='Predict "" if no-answer probability exceeds this (default = 1.0).')
-    parser.add_argument("--out-image-dir", "-p", metavar="out_images", default=None,
-                        help="Save precision-recall curves (plotly HTML) to directory.")
-    parser.add_argument("--verbose", "-v", action="store_true")
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    """Print (or write) the scores like the official script.
-
-    Explained in book/01_data_and_metric.ipynb.
-    """
-    if args.out_image_dir and not args.na_prob_file:
-        print("--out-image-dir needs --na-prob-file; no plots written", file=sys.stderr)
-    out = evaluate_files(args.data_file, args.pred_file, args.na_prob_file, args.out_file,
-                         args.na_prob_thresh, args.out_image_dir)
-    if not args.out_file:
-        print(json.dumps(out, indent=2))
-    return 0
