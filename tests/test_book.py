@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+import waldorf_cli
 from waldorf import book
+from waldorf.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
+Build = tuple[subprocess.CompletedProcess, Path]
+_BUILT: dict[str, Build] = {}
+
+
+def build_book(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The real book, as committed, built once per test session with ``jupyter-book -W``.
+
+    Returns the finished build command and its HTML folder; tests/test_browser.py reads the same
+    build. Explained in book/intro.md.
+    """
+    if "book" not in _BUILT:
+        out = tmp_path_factory.mktemp("book")
+        done = subprocess.run(book.jupyter_book_command(REPO, out), capture_output=True, text=True)
+        _BUILT["book"] = (done, out / "_build" / "html")
+    return _BUILT["book"]
 
 
 def _write_toc(root: Path, chapters: list[str]) -> None:
@@ -111,22 +130,54 @@ def test_data_note_only_when_a_local_profile_has_no_data_folder(monkeypatch):
     assert book.data_note("cpu") is None
 
 
-def test_waldorf_book_arguments():
-    parser = argparse.ArgumentParser()
-    book.configure_book(parser)
-    args = parser.parse_args(["--profile", "smoke", "--chapters", "01", "02", "--no-execute"])
-    assert (args.profile, args.chapters, args.no_execute) == ("smoke", ["01", "02"], True)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--profile", "huge"])
+def _args(*argv: str) -> argparse.Namespace:
+    return waldorf_cli.build_parser().parse_args(["book", *argv])
 
 
-def test_the_book_builds_with_warnings_as_errors(tmp_path):
+def test_chapters_run_on_copies_unless_the_recorded_run_is_rewritten(tmp_path):
+    _write_toc(tmp_path, ["book/01_a"])
+    _notebook(tmp_path / "book" / "01_a.ipynb", "1")
+    (tmp_path / "waldorf").mkdir()  # the package is not part of a working copy
+    out = tmp_path / "out"
+    source, output = book.plan(_args("--profile", "smoke", "--path-output", str(out)), tmp_path)
+    assert (source, output) == (out / "run-smoke", out)
+    assert (source / "book" / "01_a.ipynb").read_bytes() == (
+        tmp_path / "book" / "01_a.ipynb").read_bytes()
+    assert not (source / "waldorf").exists() and not (source / "out").exists()
+    source, _ = book.plan(_args("--profile", "cpu"), tmp_path)
+    assert source == tmp_path / "_build" / "run-cpu"  # the default: a copy too
+    assert book.plan(_args("--profile", "cpu", "--record"), tmp_path)[0] == tmp_path
+    with pytest.raises(UserError, match="--record rewrites the committed notebooks"):
+        book.plan(_args("--profile", "smoke", "--record"), tmp_path)
+    with pytest.raises(UserError, match="unknown profile 'huge'"):
+        book.plan(_args("--profile", "huge"), tmp_path)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_smoke_run_with_path_output_leaves_the_recorded_book_untouched(tmp_path):
+    """`waldorf book --profile smoke --path-output DIR` (one chapter, to keep CI short)."""
+    before = _digest(REPO / "book")
+    done = subprocess.run([sys.executable, "-m", "waldorf_cli", "book", "--profile", "smoke",
+                           "--chapters", "01", "--path-output", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _digest(REPO / "book") == before
+    executed = nbformat.read(tmp_path / "run-smoke" / "book" / "01_data_and_metric.ipynb", 4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "profile: smoke" in printed  # the copy ran on the smoke profile
+    assert (tmp_path / "_build" / "html" / "index.html").exists()
+    assert "Rewrote" not in done.stdout
+
+
+def test_the_book_builds_with_warnings_as_errors(tmp_path_factory):
     """The real book, as committed: jupyter-book -W fails on any warning (missing citation,
     broken reference, file outside the toc). Takes about a minute."""
-    done = subprocess.run(book.jupyter_book_command(REPO, tmp_path),
-                          capture_output=True, text=True)
+    done, html = build_book(tmp_path_factory)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
     intro = (html / "book" / "intro.html").read_text()
     assert re.search(r"Tian (<em>)?et al\.(</em>)?, 2019", intro)  # citations resolved
     assert "Rajpurkar" in intro  # the bibliography is rendered

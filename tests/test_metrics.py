@@ -201,7 +201,7 @@ def test_cli_out_file_na_probs_and_plots(tmp_path, run_cli, capsys):
     assert out["pr_exact_ap"] == pytest.approx(50.0)
     assert out["pr_f1_ap"] == pytest.approx(100 * (1 * 1 / 2 + 5 / 6 * 1 / 3))
     assert sorted(p.name for p in image_dir.iterdir()) == [
-        "na_prob_hist_hasAns.html", "na_prob_hist_noAns.html",
+        "na_prob_hist_hasAns.html", "na_prob_hist_noAns.html", "plotly.min.js",
         "pr_exact.html", "pr_f1.html", "pr_oracle.html",
     ]
 

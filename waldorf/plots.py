@@ -2,8 +2,10 @@
 
 The default Jupyter renderers embed all of plotly.js (about 4 MB) in every notebook that shows a
 figure. The ``notebook_connected`` renderer instead writes the figure's data plus a ``<script>``
-tag that loads plotly.js from its CDN, so the committed notebooks stay small and the HTML book
-(built offline) shows live, zoomable figures when it is read online. Explained in book/intro.md.
+tag that loads plotly.js from its CDN, so the committed notebooks stay small; Jupyter and Colab
+load it from there. The HTML book serves its own copy instead (``waldorf.sphinx_plotly`` copies
+the one inside the ``plotly`` package into ``_static/`` and drops the CDN tags), so its figures
+are live and zoomable offline and online alike. Explained in book/intro.md.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def style(fig: go.Figure, height: int | None = None) -> go.Figure:
 
 
 def show(fig: go.Figure, height: int | None = None) -> None:
-    """Style ``fig`` and display it through the CDN-connected renderer.
+    """Style ``fig`` and display it with the small ``notebook_connected`` renderer.
 
     Explained in book/intro.md.
     """

@@ -221,7 +221,7 @@ def make_precision_recall_eval(scores: Mapping[str, float], na_probs: Mapping[st
         fig = go.Figure(go.Scatter(x=recalls, y=precisions, line_shape="hv", fill="tozeroy"))
         fig.update_layout(title=title, xaxis_title="Recall", yaxis_title="Precision",
                           xaxis_range=[0.0, 1.05], yaxis_range=[0.0, 1.05])
-        fig.write_html(out_image, include_plotlyjs="cdn")
+        fig.write_html(out_image, include_plotlyjs="directory")
     return {"ap": 100.0 * avg_prec}
 
 
@@ -267,7 +267,7 @@ def histogram_na_prob(na_probs: Mapping[str, float], qid_list: list[str], image_
     fig.update_layout(title=f"Histogram of no-answer probability: {name}",
                       xaxis_title="Model probability of no-answer",
                       yaxis_title="Proportion of dataset")
-    fig.write_html(image_dir / f"na_prob_hist_{name}.html", include_plotlyjs="cdn")
+    fig.write_html(image_dir / f"na_prob_hist_{name}.html", include_plotlyjs="directory")
 
 
 def squad_evaluate(
