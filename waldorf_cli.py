@@ -160,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``waldorf`` console script. Explained in book/intro.md."""
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    from waldorf.errors import UserError  # the package (and torch) load only from here on
+    from waldorf.errors import CorruptArtifactError, UserError  # the package loads from here on
 
     try:
         module = importlib.import_module(COMMANDS[args.command][0])
         return getattr(module, f"run_{args.command}")(args) or 0
-    except (UserError, OSError) as error:
+    except (UserError, CorruptArtifactError, OSError) as error:
         if debug or (isinstance(error, OSError) and not error.filename):
             raise  # an OSError without a file name is not about the user's input
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

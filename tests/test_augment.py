@@ -1,6 +1,9 @@
-"""Tests of waldorf.augment: spans stay valid, runs repeat for a seed, counts add up."""
+"""Tests of waldorf.augment: spans stay valid, runs repeat for a seed, counts add up, and the
+teacher-labelled transfer set is stored once and relabelled when damaged."""
 
 from __future__ import annotations
+
+import logging
 
 import datasets
 import numpy as np
@@ -10,6 +13,7 @@ from transformers import AutoModel, BertConfig, BertForQuestionAnswering
 
 from waldorf import augment
 from waldorf import teacher as teachers
+from waldorf.artifacts import artifact_dir, find_artifact, read_metadata
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
 from waldorf.data import FEATURES, load_squad, tokenize_squad
 from waldorf.teacher import TeacherRun
@@ -145,17 +149,25 @@ def test_real_embeddings_give_related_words_and_valid_real_spans(squad_dir, toke
     assert all(augment.spans_valid(r["context"], r["answers"]) for r in ds if r["has_gold"])
 
 
-def test_transfer_windows_label_augmented_rows_once(tmp_path, tokenizer):
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, tokenizer):
+    """(tiny random teacher, its run, the smoke profile, its teacher cache)."""
+    folder = tmp_path_factory.mktemp("tiny-teacher")
     torch.manual_seed(0)
     teacher = BertForQuestionAnswering(BertConfig(hidden_size=32, num_hidden_layers=1,
                                                   num_attention_heads=2, intermediate_size=64))
-    teacher.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    run = TeacherRun(tmp_path, {"hash": "tiny", "key": {"data": {"tiny": True}}}, History())
+    teacher.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    run = TeacherRun(folder, {"hash": "tiny", "key": {"data": {"tiny": True}}}, History())
     profile = get_profile("smoke")
     windows = tokenize_squad(load_squad("train", profile), tokenizer, profile)
     start, end = teachers.teacher_logits(teacher, windows, profile, progress=False)
     cache = datasets.concatenate_datasets([windows, teachers.logit_columns(start, end)], axis=1)
+    return teacher, run, profile, cache
+
+
+def test_transfer_windows_label_augmented_rows_once(labelled):
+    teacher, run, profile, cache = labelled
     options = {"qwr_variants": 1, "pair_rate": 1.0, "crop_rate": 1.0}
     full = augment.transfer_windows(profile, run, cache, options, progress=False)
     assert len(full) > 2 * len(cache)
@@ -173,6 +185,29 @@ def test_transfer_windows_label_augmented_rows_once(tmp_path, tokenizer):
     again = augment.transfer_windows(profile, run, cache, options, progress=False)
     assert again["example_id"] == full["example_id"]
     assert augment.transfer_windows(profile, run, cache, None)["example_id"] == cache["example_id"]
+
+
+def test_a_damaged_transfer_set_is_labelled_again(labelled, tmp_path, monkeypatch, caplog):
+    _, run, profile, cache = labelled
+    monkeypatch.setenv("WALDORF_ARTIFACTS", str(tmp_path))
+    real, passes = teachers.teacher_logits, []  # counts the teacher's labelling passes
+    monkeypatch.setattr(teachers, "teacher_logits",
+                        lambda *a, **k: passes.append(1) or real(*a, **k))
+    options = {"qwr_variants": 1, "pair_rate": 0.0, "crop_rate": 0.0}
+    ids = augment.transfer_windows(profile, run, cache, options, progress=False)["example_id"]
+    path = artifact_dir("transfer-set", profile.name, augment.transfer_key(profile, run, options))
+    assert "windows/data-00000-of-00001.arrow" in read_metadata(path)["checksums"]
+    arrow = path / "windows" / "data-00000-of-00001.arrow"
+    arrow.write_bytes(arrow.read_bytes()[:-200])  # truncated
+    with caplog.at_level(logging.WARNING):
+        again = augment.transfer_windows(profile, run, cache, options, progress=False)
+    assert f"{path}: windows/data-00000-of-00001.arrow fail" in caplog.text
+    assert len(passes) == 2 and again["example_id"] == ids  # labelled again, the same rows
+    none = {"qwr_variants": 0, "pair_rate": 0.0, "crop_rate": 0.0}
+    for _ in range(2):  # nothing to add: recorded once, then known without augmenting
+        assert len(augment.transfer_windows(profile, run, cache, none)) == len(cache)
+    assert len(passes) == 2 and find_artifact(
+        "transfer-set", profile.name, augment.transfer_key(profile, run, none))
 
 
 def test_fractional_qwr_variants_augment_a_share_of_questions(examples, tokenizer,

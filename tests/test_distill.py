@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from types import SimpleNamespace
 
@@ -389,3 +390,26 @@ def test_train_without_teacher_runs_on_gold_labels(setup):
                                           train_args={"log_every": 1}, progress=False)
     assert result.metadata["complete"] and result.metadata["role"] == "student-gold"
     assert all(math.isfinite(row["loss"]) for row in result.history.rows)
+
+
+def test_a_damaged_student_is_reported_and_trained_again(setup, tmp_path, monkeypatch, caplog):
+    profile, run, _ = setup
+    monkeypatch.setenv("WALDORF_ARTIFACTS", str(tmp_path))
+    real, runs = stages.train, []
+    monkeypatch.setattr(stages, "train", lambda *a, **k: runs.append(1) or real(*a, **k))
+
+    def gold():
+        return stages.train_without_teacher("waldorf", profile, teacher=run, epochs=0.5,
+                                            progress=False)
+
+    first = gold()
+    assert gold().metadata == first.metadata and len(runs) == 1  # intact: reused
+    weights = first.model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])  # truncated
+    with caplog.at_level(logging.WARNING):
+        again = gold()
+    assert f"{first.model_dir.parent}: model/model.safetensors fail" in caplog.text
+    assert len(runs) == 2 and again.metadata["complete"] and not weights.with_name(
+        "checkpoint").exists()
+    assert again.metadata["checksums"]["model/model.safetensors"] == (
+        first.metadata["checksums"]["model/model.safetensors"])  # the same weights again

@@ -12,8 +12,9 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 import waldorf_cli
 from waldorf import data
+from waldorf.artifacts import write_metadata
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
-from waldorf.errors import UserError
+from waldorf.errors import CorruptArtifactError, UserError
 from waldorf.metrics import evaluate_files, squad_evaluate
 from waldorf.postprocess import QAPredictions
 from waldorf.qa import (
@@ -148,6 +149,21 @@ def test_the_artifact_folder_is_a_model_argument(model_dir, tmp_path):
     with pytest.raises(UserError, match="no such model folder"):
         model_source(tmp_path / "nothing" / "here")
     assert model_source("bert-base-uncased") == "bert-base-uncased"  # a hub name stays one
+
+
+def test_a_damaged_artifact_is_refused_by_path(model_dir, tmp_path):
+    artifact = tmp_path / "teacher" / "cpu-0123abcd4567"
+    (artifact / "model").mkdir(parents=True)
+    for file in model_dir.iterdir():
+        (artifact / "model" / file.name).write_bytes(file.read_bytes())
+    write_metadata(artifact, "teacher", "cpu", {"k": 1}, complete=True)  # records checksums
+    assert model_source(artifact) == str(artifact / "model")
+    weights = next((artifact / "model").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-10])  # truncated
+    with pytest.raises(CorruptArtifactError, match=f"{artifact}.*{weights.name}"):
+        model_source(artifact)
+    with pytest.raises(CorruptArtifactError):
+        model_source(artifact / "model")
 
 
 def test_output_paths_are_checked_before_the_model_runs(tmp_path, run_cli, capsys):

@@ -9,8 +9,8 @@ import pytest
 
 from waldorf import study
 from waldorf.config import get_profile
-from waldorf.errors import UserError
-from waldorf.study import Run, load_study, record_study, seed_table
+from waldorf.errors import CorruptArtifactError, UserError
+from waldorf.study import Run, load_study, read_result, record_study, seed_table
 
 TINY = (Run("teacher", 42), Run("teacher", 1), Run("waldorf", 42))
 
@@ -91,3 +91,17 @@ def test_a_real_smoke_run_reports_test_scores(squad_dir, tmp_path, monkeypatch):
     assert doc["test"]["threshold"] == doc["dev"]["threshold"]  # chosen on dev, applied to test
     assert doc["provenance"]["profile"] == "smoke" and doc["provenance"]["git"]
     assert len(doc["questions"]["ids"]) == doc["test"]["n"]
+
+
+def test_a_damaged_result_is_refused_by_path_and_run_again(tiny_study, tmp_path):
+    profile = get_profile("smoke")
+    record_study(tiny_study, profile, tmp_path, score=fake_result)
+    path = tmp_path / tiny_study / "smoke" / "teacher-seed1.json"
+    path.write_text(path.read_text().replace('"f1": 1.0', '"f1": 99.0'))  # edited by hand
+    with pytest.raises(CorruptArtifactError, match="teacher-seed1.json: content does not match"):
+        load_study(tiny_study, "smoke", tmp_path)
+    calls = []
+    record_study(tiny_study, profile, tmp_path,
+                 score=lambda *a: calls.append(a[1].name) or fake_result(*a))
+    assert calls == ["teacher-seed1"]  # only the damaged run is redone
+    assert read_result(path)["test"]["f1"] == 1.0

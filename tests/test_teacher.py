@@ -1,7 +1,9 @@
-"""The teacher is trained once and reused; its logit cache round-trips and never goes stale."""
+"""The teacher is trained once and reused; its logit cache round-trips and never goes stale;
+a damaged teacher or cache is reported and rebuilt."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import datasets
@@ -11,7 +13,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from waldorf import data, teacher
-from waldorf.artifacts import list_artifacts
+from waldorf.artifacts import artifact_dir, list_artifacts
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
 from waldorf.postprocess import QAPredictions
 
@@ -127,6 +129,35 @@ def test_cache_round_trips_exactly_and_is_keyed(profile, counters):
     assert len(other) > len(cache) and len(other[0]["teacher_start_logits"]) == 64
     caches = [r for r in list_artifacts() if r["role"] == "teacher-cache"]
     assert len(caches) == 2 and len({r["hash"] for r in caches}) == 2
+
+
+def test_damaged_teacher_and_cache_are_reported_and_rebuilt(profile, counters, caplog,
+                                                            tmp_path):
+    first = teacher.get_teacher(profile, progress=False)
+    recorded = first.metadata["checksums"]
+    assert {"model/model.safetensors", "model/config.json", "history.json"} <= set(recorded)
+    assert not any(name.startswith("checkpoint") for name in recorded)
+    cache = teacher.teacher_cache(profile, run=first, progress=False)
+    logits = np.array(cache.with_format("numpy")[:]["teacher_start_logits"], copy=True)
+    cache_dir = artifact_dir("teacher-cache", profile.name, teacher.cache_key(profile, first))
+    arrow = next((cache_dir / "windows").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-64] + bytes(64))  # its last 64 bytes zeroed
+    with caplog.at_level(logging.WARNING):
+        relabelled = teacher.teacher_cache(profile, run=first, progress=False)
+    assert f"{cache_dir}: windows/{arrow.name} fail" in caplog.text
+    assert counters == {"train": 1, "logits": 2}  # labelled again, not read back damaged
+    np.testing.assert_array_equal(relabelled.with_format("numpy")[:]["teacher_start_logits"],
+                                  logits)
+    weights = first.model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])  # truncated
+    with caplog.at_level(logging.WARNING):
+        assert teacher.get_teacher(profile, reuse_only=True) is None  # refused, not loaded
+    assert f"{first.model_dir.parent}: model/model.safetensors fail" in caplog.text
+    assert len(list((tmp_path / "corrupt" / "teacher").iterdir())) == 1  # set aside
+    second = teacher.get_teacher(profile, progress=False)
+    assert counters["train"] == 2 and second.model_dir == first.model_dir
+    assert second.metadata["checksums"]["model/model.safetensors"] == (
+        recorded["model/model.safetensors"])  # retrained to the very same weights
 
 
 def test_teacher_features_are_computed_live(tiny_backbone):

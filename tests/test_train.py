@@ -1,13 +1,17 @@
-"""The training loop: it learns, it resumes exactly, and it follows its schedule."""
+"""The training loop: it learns, it resumes exactly (also after a real interruption or a damaged
+checkpoint), and it follows its schedule."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
+import datasets
 import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
+from waldorf import checkpoint
 from waldorf.train import (
     EpochSampler,
     History,
@@ -128,3 +132,91 @@ def test_trim_padding_cuts_every_sequence_tensor_after_the_longest_window():
     assert batch["teacher_start_logits"].shape == (2, 16)
     assert batch["start_positions"].shape == (2,)
     assert torch.equal(batch["attention_mask"].sum(1), torch.tensor([11, 5]))
+
+
+# ---- interruptions: a run stopped part-way, or with damaged checkpoints, ends where an
+# uninterrupted one does, bit for bit (fp32, dropout on, length-grouped batches) ----
+
+RESUME_ARGS = TrainArgs(epochs=2, learning_rate=1e-3, batch_size=2, grad_accum_steps=2,
+                        checkpoint_every=2, log_every=1, seed=3)
+
+
+def grouped_windows(n: int = 12) -> datasets.Dataset:
+    """Windows of different real lengths, as the book's runs feed them (grouped by length)."""
+    generator = torch.Generator().manual_seed(1)
+    lengths = torch.randint(6, SEQ + 1, (n,), generator=generator)
+    return datasets.Dataset.from_dict(dict(
+        input_ids=torch.randint(5, 100, (n, SEQ), generator=generator).tolist(),
+        attention_mask=(torch.arange(SEQ)[None] < lengths[:, None]).long().tolist(),
+        start_positions=[1 + i % 4 for i in range(n)], end_positions=[2 + i % 4 for i in range(n)],
+    )).with_format("torch")
+
+
+class Interrupt:
+    """A ``compute_loss`` that counts micro-batches and raises KeyboardInterrupt at one."""
+
+    def __init__(self, at: int | None = None):
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return model(**batch).loss, {}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(weights, history) of the run every interrupted one must reproduce: 12 windows in 6
+    micro-batches, 3 optimizer steps per epoch, 6 in all, checkpoints at steps 2, 3 and 4."""
+    model = tiny_bert()
+    history = train(model, grouped_windows(), RESUME_ARGS, tmp_path_factory.mktemp("full"),
+                    progress=False)
+    return model.state_dict(), history
+
+
+def assert_same_weights(model, weights) -> None:
+    for (name, a), b in zip(weights.items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(("stop_at", "saved_step"), [(7, 3), (11, 4)])
+def test_a_run_interrupted_part_way_resumes_to_the_same_weights(tmp_path, uninterrupted,
+                                                                stop_at, saved_step):
+    # stop_at 7: first micro-batch of epoch 1, after the end-of-epoch checkpoint (step 3);
+    # stop_at 11: step 6's first half, after the mid-epoch checkpoint of step 4 (2 batches in)
+    weights, reference = uninterrupted
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_bert(), grouped_windows(), RESUME_ARGS, tmp_path,
+              compute_loss=Interrupt(at=stop_at), progress=False)
+    saved = History.from_json((tmp_path / "checkpoint" / "history.json").read_text())
+    assert saved.step == saved_step and not (tmp_path / "model").exists()
+    model, rest = tiny_bert(), Interrupt()
+    resumed = train(model, grouped_windows(), RESUME_ARGS, tmp_path, compute_loss=rest,
+                    progress=False)
+    assert rest.calls == 12 - 2 * saved_step  # resumed from the checkpoint, not from scratch
+    assert resumed.step == reference.step == 6
+    assert [r["loss"] for r in resumed.rows] == [r["loss"] for r in reference.rows]
+    assert_same_weights(model, weights)
+
+
+@pytest.mark.parametrize(("damaged", "resumed_step"), [(["checkpoint"], 4),
+                                                        (["checkpoint", "checkpoint.prev"], 0)])
+def test_a_damaged_checkpoint_is_reported_and_the_one_before_used(tmp_path, uninterrupted,
+                                                                  caplog, damaged, resumed_step):
+    weights, _ = uninterrupted
+    stopped = train(tiny_bert(), grouped_windows(), replace(RESUME_ARGS, max_steps=5), tmp_path,
+                    progress=False)
+    assert stopped.step == 5  # saved at 5 (the stop), the one before at 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "checkpoint.prev"]
+    for name in damaged:
+        weights_file = tmp_path / name / "model.safetensors"
+        weights_file.write_bytes(weights_file.read_bytes()[:-100])  # truncated
+    model, rest = tiny_bert(), Interrupt()
+    with caplog.at_level(logging.WARNING, logger=checkpoint.__name__):
+        train(model, grouped_windows(), RESUME_ARGS, tmp_path, compute_loss=rest,
+              progress=False)
+    for name in damaged:
+        assert f"{tmp_path / name}: model.safetensors" in caplog.text
+    assert rest.calls == 12 - 2 * resumed_step  # from the checkpoint before, or from the start
+    assert_same_weights(model, weights)

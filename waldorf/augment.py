@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 import random
 import re
-import shutil
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import datasets
 import torch
@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from waldorf import teacher as teachers
-from waldorf.artifacts import artifact_dir, read_metadata, write_metadata
+from waldorf.artifacts import artifact_dir, build_artifact
 from waldorf.config import Profile, get_profile, resolve_checkpoint
 from waldorf.data import load_squad, tokenize_squad
+from waldorf.files import staged_folder
 
 AUGMENTATIONS = ("qwr", "pair", "crop")
 GOLD_ORIGINS = ("original", "crop")  # rows whose answers are real gold labels
@@ -269,8 +270,8 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
 
     Originals come from ``run``'s teacher cache (``cache``: ``teachers.teacher_cache``, if
     already loaded); augmented questions (``build_transfer_set`` with ``options``; None =
-    no augmentation) are labelled by the teacher once and stored as an artifact.
-    Explained in book/04_distillation.ipynb.
+    no augmentation) are labelled by the teacher once and stored as an artifact (labelled
+    again if its files fail their checksums). Explained in book/04_distillation.ipynb.
     """
     if cache is None:
         cache = teachers.teacher_cache(profile, run=run, progress=progress)
@@ -280,8 +281,8 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         return cache
     key = transfer_key(profile, run, options)
     path = artifact_dir("transfer-set", profile.name, key)
-    meta = read_metadata(path)
-    if not (meta and meta.get("complete")):
+
+    def label(folder: Path) -> dict:
         started = time.time()
         model, tokenizer = run.load()
         embeddings = model.get_input_embeddings().weight.detach()
@@ -289,17 +290,19 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
         rows, counts = build_transfer_set(examples, tokenizer, embeddings,
                                           **{"seed": profile.seed, **options})
         rows = rows.filter(lambda origin: origin != "original", input_columns="origin")
-        if len(rows) == 0:
-            return cache
+        if len(rows) == 0:  # nothing to add: recorded, so the next call knows at once
+            return dict(counts=counts, windows=0, duration_s=time.time() - started)
         gold = dict(zip(rows["id"], rows["has_gold"], strict=True))
         windows = tokenize_squad(rows, tokenizer, profile, train=True)
         start, end = teachers.teacher_logits(model, windows, profile, progress=progress)
         logits = teachers.logit_columns(start, end)
         labelled = datasets.concatenate_datasets([windows, logits], axis=1)
         labelled = labelled.add_column("has_gold", [gold[i] for i in labelled["example_id"]])
-        shutil.rmtree(path / "windows", ignore_errors=True)
-        labelled.save_to_disk(str(path / "windows"))
-        write_metadata(path, "transfer-set", profile.name, key, complete=True, counts=counts,
-                       windows=len(labelled), duration_s=time.time() - started)
+        with staged_folder(folder / "windows") as staged:
+            labelled.save_to_disk(str(staged))
+        return dict(counts=counts, windows=len(labelled), duration_s=time.time() - started)
+
+    if build_artifact(path, "transfer-set", profile.name, key, label)["windows"] == 0:
+        return cache
     extra = datasets.load_from_disk(str(path / "windows")).cast(cache.features)
     return datasets.concatenate_datasets([cache, extra])

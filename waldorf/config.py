@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from waldorf.errors import UserError
+
 PROFILE_ENV = "WALDORF_PROFILE"
 DATA_ENV = "WALDORF_DATA_DIR"
 ARTIFACTS_ENV = "WALDORF_ARTIFACTS"
@@ -178,7 +180,7 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     """
     name = name or os.environ.get(PROFILE_ENV, "cpu")
     if name not in PROFILES:
-        raise ValueError(
+        raise UserError(
             f"unknown profile {name!r} (from {PROFILE_ENV}); choose one of {sorted(PROFILES)}"
         )
     return replace(PROFILES[name], **overrides)

@@ -23,8 +23,9 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from waldorf import data
+from waldorf.artifacts import METADATA, verify_artifact
 from waldorf.config import Profile, get_profile, resolve_checkpoint
-from waldorf.errors import UserError
+from waldorf.errors import CorruptArtifactError, UserError
 from waldorf.metrics import get_raw_scores, gold_answers, squad_evaluate
 from waldorf.postprocess import QAPredictions, postprocess_qa
 
@@ -35,14 +36,20 @@ def model_source(model_dir: str | Path) -> str:
     """Where ``from_pretrained`` should load a model from, checked locally first.
 
     A folder with ``config.json`` is used as it is; an artifact folder (what
-    ``waldorf artifacts`` prints) holds its model in ``model/``; anything that looks like a
-    path but is not a model folder is a UserError naming it, never sent to the hub as a repo
-    id. Other names (``bert-base-uncased``, ``org/name``, ``bundled:...``) go to the hub.
+    ``waldorf artifacts`` prints) holds its model in ``model/`` and must pass its checksums;
+    anything that looks like a path but is not a model folder is a UserError naming it, never
+    sent to the hub as a repo id. Other names (``bert-base-uncased``, ``org/name``,
+    ``bundled:...``) go to the hub.
     Explained in book/02_teacher.ipynb.
     """
     path = Path(model_dir).expanduser()
     for folder in (path, path / "model"):
         if (folder / "config.json").is_file():
+            artifact = folder.parent if folder.name == "model" else folder
+            damaged = verify_artifact(artifact) if (artifact / METADATA).is_file() else []
+            if damaged:
+                raise CorruptArtifactError(f"{artifact}: files that fail their checksum: "
+                                           f"{', '.join(damaged)}; delete it and train again")
             return str(folder)
     if path.exists():
         raise UserError(f"not a saved model (no config.json, nor model/config.json) in {path}")

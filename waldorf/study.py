@@ -17,8 +17,9 @@ Explained in book/04_distillation.ipynb.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import os
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from waldorf.config import Profile, get_profile
-from waldorf.errors import UserError
+from waldorf.errors import CorruptArtifactError, UserError
+from waldorf.files import write_atomic
+
+logger = logging.getLogger(__name__)
 
 RESULTS = Path(__file__).parent / "recorded" / "studies"
 SEEDS = (42, 1, 2)  # 42 is the book's own run, so its artifacts are reused, not retrained
@@ -106,11 +110,32 @@ def score_run(study: str, run: Run, profile: Profile) -> dict:
                 provenance=provenance.collect(profile, started))
 
 
-def _write_atomically(path: Path, document: dict) -> None:
+def _digest(document: dict) -> str:
+    body = {k: v for k, v in document.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_result(path: Path, document: dict) -> None:
+    """Save one run's result atomically, with a checksum of its content.
+
+    Explained in book/04_distillation.ipynb.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique: two runners never clash
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps({**document, "sha256": _digest(document)}, indent=1) + "\n")
+
+
+def read_result(path: Path) -> dict:
+    """One run's result; a file that is not valid JSON or fails its checksum is refused.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptArtifactError(f"{path}: not a readable result file ({err})") from err
+    if document.get("sha256") != _digest(document):
+        raise CorruptArtifactError(f"{path}: content does not match its checksum")
+    return document
 
 
 def record_study(name: str, profile: Profile | None = None, results: Path = RESULTS,
@@ -127,10 +152,14 @@ def record_study(name: str, profile: Profile | None = None, results: Path = RESU
     for index, run in enumerate(runs, 1):
         path = folder / f"{run.name}.json"
         if path.exists():
-            print(f"[{index}/{len(runs)}] {run.name}: recorded, skipped", flush=True)
-            continue
+            try:
+                read_result(path)
+                print(f"[{index}/{len(runs)}] {run.name}: recorded, skipped", flush=True)
+                continue
+            except CorruptArtifactError as err:
+                logger.warning("%s; running it again", err)
         print(f"[{index}/{len(runs)}] {run.name}: running on {profile.name!r}", flush=True)
-        _write_atomically(path, score(name, run, profile))
+        write_result(path, score(name, run, profile))
     return [folder / f"{run.name}.json" for run in runs]
 
 
@@ -143,7 +172,7 @@ def load_study(name: str, profile: str = "cpu", results: Path = RESULTS) -> list
         raise UserError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
     folder = results / name / profile
     paths = [folder / f"{run.name}.json" for run in STUDIES[name]]
-    return [json.loads(path.read_text()) for path in paths if path.exists()]
+    return [read_result(path) for path in paths if path.exists()]
 
 
 def seed_table(documents: list[dict], metric: str = "f1") -> pd.DataFrame:
@@ -178,6 +207,6 @@ def run_study(args: argparse.Namespace) -> int:
         raise UserError("name a study (or --list them)")
     profile = get_profile(args.profile)
     paths = record_study(args.name, profile, args.results or RESULTS)
-    documents = [json.loads(path.read_text()) for path in paths]
+    documents = [read_result(path) for path in paths]
     print(seed_table(documents).round(2).to_string())
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +19,13 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from accelerate import PartialState
 from accelerate.utils import set_seed
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from waldorf import data, qa
-from waldorf.artifacts import artifact_dir, read_metadata, write_metadata
+from waldorf.artifacts import artifact_dir, build_artifact, complete_metadata
 from waldorf.config import Profile, get_profile, resolve_checkpoint
+from waldorf.files import staged_folder
 from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
 
 logger = logging.getLogger(__name__)
@@ -111,42 +110,39 @@ def get_teacher(profile: Profile | None = None, *, progress: bool = True,
     (``reuse_only``: None instead).
 
     Trains on the profile's train files only; dev scores (official metrics with the
-    teacher's own no-answer probabilities) are measured at the end of every epoch.
+    teacher's own no-answer probabilities) are measured at the end of every epoch. A saved
+    teacher whose files fail their checksums is reported, set aside and trained again.
     Explained in book/02_teacher.ipynb.
     """
     profile = profile or get_profile()
     examples = data.load_squad("train", profile)
     key = teacher_key(profile, examples)
     path = artifact_dir("teacher", profile.name, key)
-    meta = read_metadata(path)
-    if meta and meta.get("complete"):
-        return TeacherRun(path / "model", meta, History.from_json(
-            (path / "history.json").read_text()))
     if reuse_only:
-        return None
-    main = PartialState().is_main_process  # under `accelerate launch`, one process writes
-    if main:
-        write_metadata(path, "teacher", profile.name, key, complete=False)
-    set_seed(profile.seed)  # the new span head's initial weights are part of the result
-    model, tokenizer = load_backbone(profile.teacher.checkpoint)
-    features = _train_features(examples, tokenizer, profile)
-    dev = data.load_squad("dev", profile)
-    t = profile.teacher
-    args = TrainArgs(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size,
-                     warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-                     mixed_precision=profile.mixed_precision, seed=profile.seed)
-    history = train(model, features, args, path, tokenizer=tokenizer, progress=progress,
-                    evaluate=lambda m: qa.evaluate_qa(m, tokenizer, dev, profile))
-    if not main:
-        return TeacherRun(path / "model", read_metadata(path), history)
-    meta = write_metadata(
-        path, "teacher", profile.name, key, complete=True, duration_s=history.elapsed_s,
-        dev_scores=_scalars(history.evals[-1]) if history.evals else {},
-        train_questions=len(examples), train_windows=len(features), dev_questions=len(dev),
-        optimizer_steps=history.step,
-        mixed_precision=resolve_mixed_precision(profile.mixed_precision))
-    shutil.rmtree(path / "checkpoint", ignore_errors=True)  # optimizer state: 2x the model
-    return TeacherRun(path / "model", meta, history)
+        meta = complete_metadata(path)
+        return TeacherRun(path / "model", meta, History.saved(path)) if meta else None
+    trained: list[History] = []
+
+    def fine_tune(folder: Path) -> dict:
+        set_seed(profile.seed)  # the new span head's initial weights are part of the result
+        model, tokenizer = load_backbone(profile.teacher.checkpoint)
+        features = _train_features(examples, tokenizer, profile)
+        dev = data.load_squad("dev", profile)
+        t = profile.teacher
+        args = TrainArgs(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size,
+                         warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                         mixed_precision=profile.mixed_precision, seed=profile.seed)
+        history = train(model, features, args, folder, tokenizer=tokenizer, progress=progress,
+                        evaluate=lambda m: qa.evaluate_qa(m, tokenizer, dev, profile))
+        trained.append(history)
+        return dict(duration_s=history.elapsed_s,
+                    dev_scores=_scalars(history.evals[-1]) if history.evals else {},
+                    train_questions=len(examples), train_windows=len(features),
+                    dev_questions=len(dev), optimizer_steps=history.step,
+                    mixed_precision=resolve_mixed_precision(profile.mixed_precision))
+
+    meta = build_artifact(path, "teacher", profile.name, key, fine_tune)
+    return TeacherRun(path / "model", meta, trained[0] if trained else History.saved(path))
 
 
 def _autocast(profile: Profile):
@@ -204,27 +200,24 @@ def teacher_cache(profile: Profile | None = None, *, run: TeacherRun | None = No
     run = run or get_teacher(profile, progress=progress)
     key = cache_key(profile, run)
     path = artifact_dir("teacher-cache", profile.name, key)
-    meta = read_metadata(path)
-    if meta and meta.get("complete"):
-        return datasets.load_from_disk(str(path / "windows"))
-    started = time.time()
-    model, tokenizer = run.load()
-    examples = data.load_squad("train", profile)
-    windows = data.tokenize_squad(examples, tokenizer, profile, train=True)  # all of them
-    forward_started = time.time()
-    start, end = teacher_logits(model, windows, profile, progress=progress)
-    forward_s = time.time() - forward_started
-    cache = datasets.concatenate_datasets([windows, logit_columns(start, end)], axis=1)
-    shutil.rmtree(path / "windows.tmp", ignore_errors=True)
-    cache.save_to_disk(str(path / "windows.tmp"))
-    shutil.rmtree(path / "windows", ignore_errors=True)
-    (path / "windows.tmp").rename(path / "windows")
-    seconds = time.time() - started
-    write_metadata(path, "teacher-cache", profile.name, key, complete=True, duration_s=seconds,
-                   dev_scores=run.metadata.get("dev_scores"), windows=len(cache),
-                   teacher_forward_s=forward_s,  # what each reuse of the cache saves
-                   teacher_seconds_per_window=forward_s / max(len(cache), 1),
-                   logits_bytes=int(start.nbytes + end.nbytes))
+
+    def label(folder: Path) -> dict:
+        started = time.time()
+        model, tokenizer = run.load()
+        examples = data.load_squad("train", profile)
+        windows = data.tokenize_squad(examples, tokenizer, profile, train=True)  # all of them
+        forward_started = time.time()
+        start, end = teacher_logits(model, windows, profile, progress=progress)
+        forward_s = time.time() - forward_started
+        cache = datasets.concatenate_datasets([windows, logit_columns(start, end)], axis=1)
+        with staged_folder(folder / "windows") as staged:
+            cache.save_to_disk(str(staged))
+        return dict(duration_s=time.time() - started, dev_scores=run.metadata.get("dev_scores"),
+                    windows=len(cache), teacher_forward_s=forward_s,  # what each reuse saves
+                    teacher_seconds_per_window=forward_s / max(len(cache), 1),
+                    logits_bytes=int(start.nbytes + end.nbytes))
+
+    build_artifact(path, "teacher-cache", profile.name, key, label)
     return datasets.load_from_disk(str(path / "windows"))
 
 

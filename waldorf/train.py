@@ -1,9 +1,10 @@
 """One training loop for the teacher and every student, on HF Accelerate.
 
 The same loop runs on a 2-core CPU (bf16 autocast where the CPU has AVX512-BF16), one GPU, or
-several GPUs under ``accelerate launch``. It checkpoints atomically so an interrupted run resumes
-at the exact optimizer step where it stopped, with the same data order and random state, and
-it keeps a ``History`` that the chapters plot.
+several GPUs under ``accelerate launch``. It checkpoints (``waldorf.checkpoint``) every
+``checkpoint_every`` steps and at each epoch's end, so an interrupted run resumes from its last
+checkpoint with the same data order and random state, to the same weights as a run that was
+never interrupted; it keeps a ``History`` that the chapters plot.
 Explained in book/02_teacher.ipynb.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +25,9 @@ from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_lis
 from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
+
+from waldorf.checkpoint import load_checkpoint, save_checkpoint
+from waldorf.files import staged_folder, write_atomic
 
 LossFn = Callable[[torch.nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
 
@@ -76,6 +79,11 @@ class History:
     def from_json(cls, text: str) -> History:
         """Inverse of ``to_json``."""
         return cls(**json.loads(text))
+
+    @classmethod
+    def saved(cls, run_dir: Path) -> History:
+        """The history a finished run saved in ``run_dir``."""
+        return cls.from_json((Path(run_dir) / "history.json").read_text())
 
 
 def cpu_supports_bf16() -> bool:
@@ -185,34 +193,6 @@ def _accelerator(args: TrainArgs) -> Accelerator:
                        gradient_accumulation_steps=args.grad_accum_steps, kwargs_handlers=[ddp])
 
 
-def _save_checkpoint(accelerator: Accelerator, history: History, run_dir: Path) -> None:
-    # Write to a temporary folder, then swap it in: a crash never leaves a half checkpoint.
-    final, tmp, old = (run_dir / f"checkpoint{end}" for end in ("", ".tmp", ".old"))
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "history.json").write_text(history.to_json())
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _load_checkpoint(accelerator: Accelerator, run_dir: Path) -> History | None:
-    # "checkpoint.old" alone means a crash between the two renames of _save_checkpoint.
-    for name in ("checkpoint", "checkpoint.old"):
-        folder = run_dir / name
-        if (folder / "history.json").exists():
-            accelerator.load_state(str(folder))
-            return History.from_json((folder / "history.json").read_text())
-    return None
-
-
 def _evaluate(accelerator: Accelerator, model, evaluate: Callable, history: History) -> None:
     # Evaluation runs on the main process only; the scores are broadcast to the others.
     scores = [None]
@@ -258,7 +238,8 @@ def train(model: torch.nn.Module, train_dataset, args: TrainArgs, run_dir: str |
         optimizer, int(args.warmup_ratio * total_steps) * accelerator.num_processes,
         total_steps * accelerator.num_processes)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    history = _load_checkpoint(accelerator, run_dir) or History()
+    saved = load_checkpoint(accelerator, run_dir)
+    history = History.from_json(saved) if saved else History()
     if history.finished:  # stopped between the last checkpoint and saving the model
         return _finish(accelerator, model, history, run_dir, tokenizer)
     return _run(accelerator, model, optimizer, loader, scheduler, args, run_dir, history,
@@ -304,7 +285,7 @@ def _run(accelerator, model, optimizer, loader, scheduler, args, run_dir, histor
             if args.checkpoint_every and history.step % args.checkpoint_every == 0:
                 paused = time.time()
                 history.elapsed_s = paused - started
-                _save_checkpoint(accelerator, history, run_dir)
+                save_checkpoint(accelerator, run_dir, history.to_json())
                 window["t"] += time.time() - paused  # throughput counts training time only
         if stop:
             break
@@ -314,14 +295,14 @@ def _run(accelerator, model, optimizer, loader, scheduler, args, run_dir, histor
             _evaluate(accelerator, model, evaluate, history)
         history.finished = history.step >= total_steps
         history.elapsed_s = time.time() - started
-        _save_checkpoint(accelerator, history, run_dir)
+        save_checkpoint(accelerator, run_dir, history.to_json())
         window["t"] += time.time() - paused
         if history.finished:
             break
     bar.close()
     history.elapsed_s = time.time() - started
     if stop:
-        _save_checkpoint(accelerator, history, run_dir)
+        save_checkpoint(accelerator, run_dir, history.to_json())
         return history
     return _finish(accelerator, model, history, run_dir, tokenizer)
 
@@ -353,9 +334,10 @@ def _log(accelerator, history: History, window: dict, scheduler, steps_per_epoch
 def _finish(accelerator, model, history: History, run_dir: Path, tokenizer) -> History:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(run_dir / "model")
-        (run_dir / "history.json").write_text(history.to_json())
+        with staged_folder(run_dir / "model") as folder:
+            accelerator.unwrap_model(model).save_pretrained(folder)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
+        write_atomic(run_dir / "history.json", history.to_json())
     accelerator.wait_for_everyone()
     return history

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from transformers import AutoConfig
 import waldorf.models  # noqa: F401  (registers WaLDORf with the Auto classes for loading)
 from waldorf import data, qa
 from waldorf import teacher as teachers
-from waldorf.artifacts import artifact_dir, read_metadata, write_metadata
+from waldorf.artifacts import artifact_dir, build_artifact, complete_metadata
 from waldorf.augment import transfer_windows
 from waldorf.config import Profile, get_profile
 from waldorf.distill import losses
@@ -186,12 +185,10 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
            profile: Profile, key: dict, args: dict, progress: bool) -> StudentRun:
     """Train one stage ("front", "intermediate", "prediction" or "gold"); record its artifact."""
     s, role = profile.student, f"student-{stage}"
-    path = artifact_dir(role, profile.name, key)
     teacher, tokenizer = run.load()
     if teacher.config.vocab_size != model.config.vocab_size:
         raise ValueError(f"student vocabulary ({model.config.vocab_size}) differs from the "
                          f"teacher's ({teacher.config.vocab_size}) at {run.model_dir}")
-    write_metadata(path, role, profile.name, key, complete=False)
     targets = TARGETS if stage == "prediction" else ("start_positions", "end_positions")
     columns = [c for c in (*qa.MODEL_INPUTS, *targets) if c in windows.column_names]
     windows = windows.with_format("torch", columns=columns)
@@ -216,19 +213,24 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
     train_args = TrainArgs(**{**dict(epochs=epochs, learning_rate=s.learning_rate,
                                      batch_size=s.batch_size, seed=profile.seed,
                                      mixed_precision=profile.mixed_precision), **args})
-    history = train(wrapped, windows, train_args, path, compute_loss=compute_loss,
-                    tokenizer=tokenizer, progress=progress,
-                    evaluate=lambda m: qa.evaluate_qa(getattr(m, "student", m), tokenizer, dev,
-                                                      profile))
-    if not history.finished:  # stopped by max_steps: resumable, not complete
-        return StudentRun(path / "model", read_metadata(path), history)
-    scores = {k: v for k, v in history.evals[-1].items() if k not in ("step", "epoch")}
-    meta = write_metadata(path, role, profile.name, key, complete=True,
-                          duration_s=history.elapsed_s, dev_scores=scores,
-                          train_windows=len(windows), optimizer_steps=history.step,
-                          mixed_precision=resolve_mixed_precision(profile.mixed_precision))
-    shutil.rmtree(path / "checkpoint", ignore_errors=True)
-    return StudentRun(path / "model", meta, history)
+    trained: list[History] = []
+
+    def fit(folder: Path) -> dict | None:
+        trained.append(train(wrapped, windows, train_args, folder, compute_loss=compute_loss,
+                             tokenizer=tokenizer, progress=progress,
+                             evaluate=lambda m: qa.evaluate_qa(getattr(m, "student", m),
+                                                               tokenizer, dev, profile)))
+        history = trained[0]
+        if not history.finished:  # stopped by max_steps: resumable, not complete
+            return None
+        scores = {k: v for k, v in history.evals[-1].items() if k not in ("step", "epoch")}
+        return dict(duration_s=history.elapsed_s, dev_scores=scores, train_windows=len(windows),
+                    optimizer_steps=history.step,
+                    mixed_precision=resolve_mixed_precision(profile.mixed_precision))
+
+    path = artifact_dir(role, profile.name, key)
+    meta = build_artifact(path, role, profile.name, key, fit)
+    return StudentRun(path / "model", meta, trained[0] if trained else History.saved(path))
 
 
 def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
@@ -241,11 +243,8 @@ def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
 
 def _found(stage: str, profile: Profile, key: dict) -> StudentRun | None:
     path = artifact_dir(f"student-{stage}", profile.name, key)
-    meta = read_metadata(path)
-    if meta and meta.get("complete"):
-        return StudentRun(path / "model", meta,
-                          History.from_json((path / "history.json").read_text()))
-    return None
+    meta = complete_metadata(path)
+    return StudentRun(path / "model", meta, History.saved(path)) if meta else None
 
 
 def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None,
