@@ -222,9 +222,9 @@ def test_bad_questions_are_named_with_file_article_and_id(case, tmp_path):
 
 
 @pytest.mark.parametrize("content, problem", [
-    ("", "empty file"),
-    ("{not json", "not a JSON file"),
-    ("[1, 2]", "'data' list"),
+    ("", "SQuAD file is empty"),
+    ("{not json", "SQuAD file is not JSON"),
+    ("[1, 2]", "should be a JSON object, got a list"),
     ('{"version": "v2.0"}', "'data' list"),
     ('{"data": [{"paragraphs": []}]}', "'title'"),
 ])

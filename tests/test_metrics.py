@@ -584,7 +584,7 @@ def test_real_test_split_intervals_contain_the_official_scores(squad_dir):
 
 @pytest.mark.parametrize("content, needle", [
     ("", "empty"),
-    ("{not json", "not a JSON file"),
+    ("{not json", "SQuAD file is not JSON"),
     ('{"version": "v2.0"}', "'data' list"),
     (json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "Paris", "qas": [
         {"question": "Where?", "answers": []}]}]}]}), "missing key 'id'"),

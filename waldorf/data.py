@@ -81,6 +81,27 @@ def _question_rows(qa: dict, context: str, where: str) -> dict:
             "answers": {"text": texts, "answer_start": starts}}
 
 
+def read_json_object(path: str | Path, what: str,
+                     error: type[UserError] = UserError) -> dict:
+    """A JSON object from a user's file; every way it can fail raises ``error`` naming the file.
+
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{path}: cannot read the {what} ({err})") from err
+    if not text.strip():
+        raise error(f"{path}: the {what} is empty")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: the {what} is not JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise error(f"{path}: the {what} should be a JSON object, got a {type(value).__name__}")
+    return value
+
+
 def read_squad_json(path: str | Path) -> datasets.Dataset:
     """Read an official SQuAD 1.1/2.0 file into the hub schema, checking every question.
 
@@ -90,19 +111,10 @@ def read_squad_json(path: str | Path) -> datasets.Dataset:
     part of the hub schema and are not kept. Explained in book/01_data_and_metric.ipynb.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SquadFormatError(f"{path}: cannot read the SQuAD file ({err})") from err
-    if not text.strip():
-        raise SquadFormatError(f"{path}: empty file, expected SQuAD JSON")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SquadFormatError(f"{path}: not a JSON file ({err})") from err
-    if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
+    raw = read_json_object(path, "SQuAD file", SquadFormatError)
+    if not isinstance(raw.get("data"), list):
         raise SquadFormatError(f"{path}: expected an object with a 'data' list of articles "
-                               f"(official SQuAD format), got {type(raw).__name__}")
+                               "(official SQuAD format)")
     rows, problems, seen = [], [], {}
     for a, article in enumerate(raw["data"]):
         where = f"article {a}"

@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from waldorf.data import read_squad_json
+from waldorf.data import read_json_object, read_squad_json
 from waldorf.errors import UserError
 from waldorf.metrics.bootstrap import bootstrap_counts, metric_values, percentile_interval
 from waldorf.metrics.official import squad_evaluate
@@ -28,30 +28,12 @@ from waldorf.metrics.scores import question_scores
 THRESHOLD_KEY = "best_f1_thresh"
 
 
-def _read_json_object(path: str | Path, what: str) -> dict:
-    """A JSON object from ``path``; every way it can fail is a UserError naming the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read the {what} ({err})") from err
-    if not text.strip():
-        raise UserError(f"{path}: the {what} is empty")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: the {what} is not JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise UserError(f"{path}: the {what} should be a JSON object, got a "
-                        f"{type(value).__name__}")
-    return value
-
-
 def read_predictions(path: str | Path) -> dict[str, str]:
     """``{question_id: answer_text}`` ("" = abstain), checked value by value.
 
     Explained in book/01_data_and_metric.ipynb.
     """
-    preds = _read_json_object(path, "prediction file {question_id: answer_text}")
+    preds = read_json_object(path, "prediction file {question_id: answer_text}")
     for qid, answer in preds.items():
         if not isinstance(answer, str):
             raise UserError(f"{path}: question {qid!r}: the answer should be a string, got "
@@ -64,7 +46,7 @@ def read_na_probs(path: str | Path, preds: dict[str, str]) -> dict[str, float]:
 
     Explained in book/01_data_and_metric.ipynb.
     """
-    na_probs = _read_json_object(path, "no-answer probability file {question_id: probability}")
+    na_probs = read_json_object(path, "no-answer probability file {question_id: probability}")
     for qid, prob in na_probs.items():
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not math.isfinite(prob):
             raise UserError(f"{path}: question {qid!r}: the no-answer probability should be a "
@@ -81,7 +63,7 @@ def threshold_from(eval_file: str | Path) -> float:
 
     Explained in book/01_data_and_metric.ipynb.
     """
-    scores = _read_json_object(eval_file, "evaluation file")
+    scores = read_json_object(eval_file, "evaluation file")
     value = scores.get(THRESHOLD_KEY)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"{eval_file}: no numeric {THRESHOLD_KEY!r}; write it with `waldorf "
