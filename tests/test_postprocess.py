@@ -5,6 +5,8 @@ from __future__ import annotations
 import datasets
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from waldorf.data import SAMPLE_PATH, prepare_eval_features, prepare_train_features, read_squad_json
 from waldorf.postprocess import postprocess_qa
@@ -84,3 +86,32 @@ def test_postprocess_rejects_windows_of_unknown_questions(one_question):
     start, end = np.zeros((len(feats), 128)), np.zeros((len(feats), 128))
     with pytest.raises(ValueError, match="no given question"):
         postprocess_qa(other, feats, start, end)
+
+
+# --- properties over random logits -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def many_windows(tokenizer):
+    """Every sample question cut into short windows: many windows per question, padding, CLS."""
+    sample = read_squad_json(SAMPLE_PATH)
+    feats = prepare_eval_features(sample.to_dict(), tokenizer, max_length=48, stride=16)
+    return sample, datasets.Dataset.from_dict(feats)
+
+
+@settings(deadline=None, max_examples=60,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 1e4]),
+       max_answer_length=st.integers(1, 30), n_best=st.integers(1, 20))
+def test_spans_always_lie_inside_their_context(many_windows, seed, scale, max_answer_length,
+                                               n_best):
+    examples, feats = many_windows
+    rng = np.random.default_rng(seed)
+    start, end = (rng.normal(0, scale, (len(feats), 48)) for _ in range(2))
+    found = postprocess_qa(examples, feats, start, end, n_best=n_best,
+                           max_answer_length=max_answer_length)
+    for qid, context in zip(examples["id"], examples["context"], strict=True):
+        first, last = found.best_offsets[qid]
+        assert 0 <= first <= last <= len(context)
+        assert found.best_spans[qid] == context[first:last]
+        assert found.answers[qid] in ("", found.best_spans[qid])
+        assert 0.0 <= found.na_probs[qid] <= 1.0
