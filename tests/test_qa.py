@@ -23,6 +23,7 @@ from waldorf.qa import (
     load_qa,
     model_source,
     predict_logits,
+    protocol_scores,
     span_probabilities,
     threshold_curve,
 )
@@ -261,3 +262,18 @@ def test_span_probabilities_are_distributions(model_dir):
     for key in ["start", "end"]:
         total = out[key].sum() + out[f"null_{key}"]
         assert 0.0 < total <= 1.0 + 1e-6  # the rest lies on question and separator tokens
+
+
+def test_protocol_scores_choose_on_dev_and_score_test(model_dir, tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(SQUAD))
+    dev = data.read_squad_json(path)
+    model, tokenizer = load_qa(model_dir)
+    profile = get_profile("smoke")
+    scores, dev_predictions = protocol_scores(model, tokenizer, profile, dev, dev)
+    official = squad_evaluate(dev, dev_predictions.answers, dev_predictions.na_probs)
+    assert scores.threshold == official["best_f1_thresh"]  # chosen on dev
+    # the same questions as test: F1 at the dev-chosen threshold is the official best_f1
+    assert 100 * scores.f1_at_threshold.mean() == pytest.approx(official["best_f1"])
+    again, reused = protocol_scores(model, tokenizer, profile, dev, dev, dev_predictions)
+    assert reused is dev_predictions and again.threshold == scores.threshold

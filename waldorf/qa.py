@@ -26,7 +26,14 @@ from waldorf import data
 from waldorf.artifacts import METADATA, verify_artifact
 from waldorf.config import Profile, get_profile, resolve_checkpoint
 from waldorf.errors import CorruptArtifactError, UserError
-from waldorf.metrics import get_raw_scores, gold_answers, squad_evaluate
+from waldorf.metrics import (
+    QuestionScores,
+    choose_threshold,
+    get_raw_scores,
+    gold_answers,
+    question_scores,
+    squad_evaluate,
+)
 from waldorf.postprocess import QAPredictions, postprocess_qa
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -165,6 +172,27 @@ def evaluate_qa(model, tokenizer, examples: datasets.Dataset,
         scores["forced_HasAns_f1"] = forced["HasAns_f1"]
     scores["predictions"] = predictions
     return scores
+
+
+def protocol_scores(model, tokenizer, profile: Profile, dev: datasets.Dataset,
+                    test: datasets.Dataset, dev_predictions: QAPredictions | None = None
+                    ) -> tuple[QuestionScores, QAPredictions]:
+    """The book's protocol for one model: choose the no-answer threshold on ``dev``, score
+    ``test`` once with it. Returns the test's per-question scores and the dev predictions.
+
+    Predictions run in the profile's precision (bf16 autocast where the CPU has it, as each run
+    scored itself). Explained in book/04_distillation.ipynb.
+    """
+    from waldorf.train import resolve_mixed_precision
+
+    bf16 = resolve_mixed_precision(profile.mixed_precision) == "bf16"
+    device = next(model.parameters()).device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        if dev_predictions is None:
+            dev_predictions = predict_dataset(model, tokenizer, dev, profile)
+        test_predictions = predict_dataset(model, tokenizer, test, profile)
+    threshold = choose_threshold(dev, dev_predictions)
+    return question_scores(test, test_predictions, threshold), dev_predictions
 
 
 def threshold_curve(examples: datasets.Dataset, predictions: QAPredictions,

@@ -99,13 +99,10 @@ def score_run(study: str, run: Run, profile: Profile) -> dict:
     model_dir, train_minutes = trained_model_dir(run, profile)
     model, tokenizer = qa.load_qa(model_dir)
     dev, test = data.load_squad("dev", profile), data.load_squad("test", profile)
-    dev_predictions = qa.predict_dataset(model, tokenizer, dev, profile)
-    threshold = metrics.choose_threshold(dev, dev_predictions)
-    scores = metrics.question_scores(test, qa.predict_dataset(model, tokenizer, test, profile),
-                                     threshold)
+    scores, dev_predictions = qa.protocol_scores(model, tokenizer, profile, dev, test)
     return dict(study=study, run=run.name, model=run.model, seed=run.seed,
                 model_dir=model_dir.name, train_minutes=round(train_minutes, 2),
-                dev=metrics.report(dev, dev_predictions, threshold, n_boot=1),
+                dev=metrics.report(dev, dev_predictions, scores.threshold, n_boot=1),
                 test=metrics.report_scores(scores), questions=scores.to_json(),
                 provenance=provenance.collect(profile, started))
 
