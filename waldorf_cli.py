@@ -105,7 +105,7 @@ def _bench(p: argparse.ArgumentParser) -> None:
 
 def _book(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=os.environ.get("WALDORF_PROFILE", "cpu"),
-                   help="run profile of every chapter: smoke, cpu or gpu "
+                   help="run profile of every chapter: smoke, cpu, colab or gpu "
                    "(default: $WALDORF_PROFILE or cpu)")
     p.add_argument("--chapters", nargs="+", metavar="NN",
                    help="only execute these chapters, e.g. --chapters 01 02 (default: all)")

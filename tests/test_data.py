@@ -111,6 +111,50 @@ def test_hub_source_reads_the_profile_split_names(monkeypatch):
     assert calls[-1] == ("rajpurkar/squad_v2", "train")
 
 
+def hub_copy(folder, splits: dict[str, datasets.Dataset], layout: str):
+    """``splits`` written as the hub serves them: parquet files named by split, as in the hub's
+    repository of rajpurkar/squad_v2, or a ``DatasetDict.save_to_disk`` folder."""
+    if layout == "save_to_disk":
+        datasets.DatasetDict(splits).save_to_disk(str(folder))
+    else:
+        for split, ds in splits.items():
+            ds.to_parquet(str(folder / "squad_v2" / f"{split}-00000-of-00001.parquet"))
+    return str(folder)
+
+
+@pytest.mark.parametrize("layout", ["parquet", "save_to_disk"])
+def test_the_hub_path_reads_a_local_copy_in_the_hubs_format(tmp_path, monkeypatch, layout):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    sample = read_squad_json(SAMPLE_PATH)
+    first = sample["title"][0]
+    splits = {"train": sample.filter(lambda t: t != first, input_columns="title"),
+              "validation": sample.filter(lambda t: t == first, input_columns="title")}
+    int64 = datasets.Features({**FEATURES, "answers": {  # a copy made elsewhere may differ
+        "text": datasets.List(datasets.Value("string")),
+        "answer_start": datasets.List(datasets.Value("int64"))}})
+    hub = hub_copy(tmp_path / "hub", {k: v.cast(int64) for k, v in splits.items()}, layout)
+    for name in ("gpu", "colab"):
+        profile = unlimited(name, hub_dataset=hub)
+        train, dev = load_squad("train", profile), load_squad("dev", profile)
+        assert train["id"] == splits["train"]["id"] and dev["id"] == splits["validation"]["id"]
+        assert train.features == FEATURES and train["answers"] == splits["train"]["answers"]
+    colab = get_profile("colab")
+    cut = replace(colab, data=replace(colab.data, hub_dataset=hub, max_train_examples=5))
+    assert len(load_squad("train", cut)) == 5
+
+
+def test_the_hub_path_reads_the_real_files_saved_in_the_hubs_format(squad_dir, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    splits = {"train": read_squad_json(squad_dir / "train.json"),
+              "validation": read_squad_json(squad_dir / "dev.json")}
+    hub = hub_copy(tmp_path / "hub", splits, "parquet")
+    dev = load_squad("dev", unlimited("gpu", hub_dataset=hub))
+    assert len(dev) == 1807 and dev["id"] == splits["validation"]["id"]
+    assert len(load_squad("train", get_profile("colab", data=replace(
+        get_profile("colab").data, hub_dataset=hub)))) == 7523  # fewer than its 40,000
+
+
 def test_real_shared_files_load_with_the_documented_counts(squad_dir):
     counts = {"train.json": (7523, 3593), "dev.json": (1807, 1032), "test.json": (2543, 1320),
               "train-extra-v1.1.json": (4557, 0)}

@@ -11,12 +11,12 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, BertModel
 
 from waldorf import data
 from waldorf import teacher as teachers
 from waldorf.config import BUNDLED_MINILM, get_profile, resolve_checkpoint
-from waldorf.distill import copy_from_teacher, front, losses, stages
+from waldorf.distill import copy_from_teacher, from_teacher, front, losses, stages
 from waldorf.distill.report import ReducedTeacher
 from waldorf.models import build_student
 from waldorf.teacher import TeacherRun
@@ -413,3 +413,116 @@ def test_a_damaged_student_is_reported_and_trained_again(setup, tmp_path, monkey
         "checkpoint").exists()
     assert again.metadata["checksums"]["model/model.safetensors"] == (
         first.metadata["checksums"]["model/model.safetensors"])  # the same weights again
+
+
+# ---- a teacher wider and deeper than the student: the student starts from a pretrained model of
+# its own width (the source), stages 0 and 1 fit it to the teacher through learned projections ----
+
+WIDE_TEACHER = dict(hidden_size=96, num_hidden_layers=4, num_attention_heads=6,
+                    intermediate_size=192)
+SOURCE = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128)
+NARROW = dict(hidden_size=64, embedding_size=32, num_attention_heads=2, intermediate_size=128,
+              num_conv_layers=1, num_transformer_layers=2, num_post_conv_layers=1)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory, setup):
+    """(profile, wide teacher run, cache, source folder): a random 96-wide 4-layer teacher and a
+    random 64-wide 3-layer encoder standing for MiniLM, the student's width."""
+    profile, _, cache = setup
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(BUNDLED_MINILM))
+    torch.manual_seed(1)
+    folder, source = tmp_path_factory.mktemp("wide-teacher"), tmp_path_factory.mktemp("source")
+    BertForQuestionAnswering(BertConfig(**WIDE_TEACHER)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    BertModel(BertConfig(**SOURCE)).save_pretrained(source)
+    run = TeacherRun(folder, {"hash": "wide-teacher", "key": {"data": {"tiny": True}}}, History())
+    profile = dataclasses.replace(profile, student=dataclasses.replace(
+        profile.student, model_overrides=NARROW, init_checkpoint=str(source), front_epochs=2.0,
+        intermediate_epochs=1.0, prediction_epochs=1.0))
+    return profile, run, cache, str(source)
+
+
+def test_init_source_is_used_only_where_the_teacher_is_wider(wide):
+    _, run, _, source = wide
+    wide_config = run.load()[0].config
+    student = build_student("waldorf", **NARROW)
+    assert from_teacher.init_source(student, wide_config, source) == source
+    assert from_teacher.init_source(student, wide_config, None) is None
+    same_width = BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=2,
+                            intermediate_size=128)
+    assert from_teacher.init_source(student, same_width, source) is None  # the teacher fits
+    other = build_student("waldorf", **{**NARROW, "num_attention_heads": 4})
+    assert from_teacher.init_source(other, wide_config, source) is None  # its heads differ
+
+
+def test_a_student_initialised_from_the_source_equals_it_where_copied(wide):
+    _, run, _, source = wide
+    teacher, _ = run.load()
+    pretrained = BertModel.from_pretrained(source)
+    torch.manual_seed(0)
+    student = build_student("waldorf", **NARROW)
+    head = student.qa_outputs.weight.detach().clone()
+    names = from_teacher.initialise_student(student, teacher, "top", source)
+    assert f"unit 1 <- teacher layer 2 (from {source})" in names
+    for unit, layer in zip(student.waldorf.transformer_units, pretrained.encoder.layer[1:],
+                           strict=True):  # the source's top 2 of 3 layers
+        attention = layer.attention.self
+        qkv = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+        assert torch.equal(unit.attention.qkv.weight, qkv)
+        assert torch.equal(unit.attention.output.weight, layer.attention.output.dense.weight)
+        assert torch.equal(unit.ffn.up.weight, layer.intermediate.dense.weight)
+        assert torch.equal(unit.ffn_norm.bias, layer.output.LayerNorm.bias)
+    table = pretrained.embeddings.word_embeddings.weight.detach()  # (vocab, 64)
+    basis = torch.linalg.svd(table, full_matrices=False)[2][:32].T  # (64, 32)
+    embeddings = student.waldorf.embeddings
+    assert torch.allclose(embeddings.word_embeddings.weight, table @ basis, atol=1e-5)
+    assert torch.allclose(embeddings.projection.weight, basis)  # (64, 32): back to its axes
+    assert torch.equal(student.qa_outputs.weight, head)  # neither source has a span head to give
+
+
+def test_projections_map_the_student_to_the_wide_teacher(wide):
+    _, run, cache, source = wide
+    teacher, _ = run.load()
+    student = build_student("waldorf", **NARROW)
+    assert front.front_layer(student, teacher.config, "top") == 0  # the teacher fills nothing
+    copied_from = from_teacher.source_config(source)
+    assert front.front_layer(student, teacher.config, "top", copied_from) == 2  # units <- 2, 3
+    batch = {k: torch.tensor(cache[:3][k]) for k in ("input_ids", "attention_mask",
+                                                      "token_type_ids")}
+    stage0 = front.FrontModel(student, 96)
+    assert stage0.projection.weight.shape == (96, 64)
+    assert stage0(**batch).shape == (*batch["input_ids"].shape, 96)  # (batch, seq, teacher)
+    assert isinstance(front.FrontModel(student, 64).projection, torch.nn.Identity)
+    stage1 = stages.DistillModel(student, 96)
+    assert stage1.projection.weight.shape == stage1.unit_projection.weight.shape == (96, 64)
+    loss, parts = stages.intermediate_loss(teacher, 2, "top")(stage1, batch)
+    assert set(parts) == {"hidden", "units", "front", "attention"}  # 6 teacher heads -> 2
+    loss.backward()
+    assert stage1.unit_projection.weight.grad.abs().sum() > 0
+
+
+def test_the_wide_teacher_path_runs_every_stage_and_lowers_each_loss(wide):
+    profile, run, cache, source = wide
+    result = stages.distill("waldorf", profile, "both", teacher=run, cache=cache, augment=False,
+                            init_from_teacher=True, train_args={"log_every": 1}, progress=False)
+    stage1 = result.previous
+    stage0 = stage1.previous
+    assert [r.metadata["role"] for r in (stage0, stage1, result)] == [
+        "student-front", "student-intermediate", "student-prediction"]
+    assert all(r.metadata["complete"] and r.metadata["key"]["init_source"] == source
+               for r in (stage0, stage1, result))
+    assert set(stage0.history.rows[0]["parts"]) == {"front"}
+    assert set(stage1.history.rows[0]["parts"]) == {"hidden", "units", "front", "attention"}
+    for stage in (stage0, stage1, result):
+        head, tail = _head_and_tail(stage.history.rows)
+        assert tail < head, stage.model_dir
+    saved, _ = stage1.load()  # the projections were scaffolding: only the student is saved
+    assert saved.config.hidden_size == 64
+    assert [k for k in saved.state_dict() if "projection" in k] == [
+        "waldorf.embeddings.projection.weight", "waldorf.embeddings.projection.bias"]
+    plain = dataclasses.replace(profile, student=dataclasses.replace(
+        profile.student, init_checkpoint=None))
+    assert stages.distill("waldorf", plain, "both", teacher=run, augment=False,
+                          init_from_teacher=True, train_args={"log_every": 1},
+                          reuse_only=True) is None  # without the source: another recipe

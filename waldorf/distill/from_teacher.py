@@ -4,7 +4,9 @@ Copy what fits (embeddings, mapped transformer layers, span head) and start ever
 residual piece as a no-op, so the new pieces are learned on top of the copied ones. Without
 down-sampling and with full-width embeddings the student at step 0 then computes exactly the
 teacher's copied layers; with WaLDORf's defaults it still differs (narrower embeddings, merged
-tokens, the up-sampling's skip connection), as chapter 4 measures.
+tokens, the up-sampling's skip connection), as chapter 4 measures. A teacher wider than the
+student (BERT-Large) has no layer that fits: the student then starts from a pretrained model
+of its own width (``init_source``; MiniLM-L6-H384 on the gpu profile) the same way.
 Explained in book/04_distillation.ipynb.
 """
 
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig
 
+from waldorf.config import resolve_checkpoint
 from waldorf.distill import losses
 from waldorf.models import WaldorfPreTrainedModel
 
@@ -33,6 +37,7 @@ def copy_from_teacher(student: nn.Module, teacher: nn.Module,
     units of the teacher's exact shape get their ``losses.layer_map`` teacher layer
     (``mapping``: "uniform" or "top"); the span head gets the teacher's. WaLDORf's
     convolutional units start as identities and its down-sampling as a plain mean.
+    ``teacher`` may also be a pretrained encoder without a span head (``initialise_student``).
     Explained in book/04_distillation.ipynb.
     """
     t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
@@ -60,12 +65,61 @@ def copy_from_teacher(student: nn.Module, teacher: nn.Module,
                 projection.bias.zero_()
                 copied.append("embeddings.projection")
         copied += _copy_layers(student, teacher, mapping)
-        if student.qa_outputs.weight.shape == teacher.qa_outputs.weight.shape:
-            student.qa_outputs.load_state_dict(teacher.qa_outputs.state_dict())
+        head = getattr(teacher, "qa_outputs", None)  # a pretrained encoder has none
+        if head is not None and student.qa_outputs.weight.shape == head.weight.shape:
+            student.qa_outputs.load_state_dict(head.state_dict())
             copied.append("qa_outputs")
         if isinstance(student, WaldorfPreTrainedModel):
             copied += _start_as_identity(student.base_model)
     return copied
+
+
+def _shape(config: PretrainedConfig) -> tuple[int, int, int]:
+    return config.hidden_size, config.intermediate_size, config.num_attention_heads
+
+
+def source_config(checkpoint: str | None) -> PretrainedConfig | None:
+    """The configuration of an initialisation source (None for None), without its weights.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    return AutoConfig.from_pretrained(resolve_checkpoint(checkpoint)) if checkpoint else None
+
+
+def init_source(student: nn.Module, teacher_config: PretrainedConfig,
+                checkpoint: str | None) -> str | None:
+    """The pretrained model a teacher-initialised ``student`` starts from instead of its
+    teacher (``checkpoint``, the profile's ``student.init_checkpoint``), or None: the teacher.
+
+    Only where the teacher's width differs from the student's, so that none of its layers fit,
+    and ``checkpoint`` has the student's shape (width, feed-forward size and heads), so that its
+    layers do; the student's recipe then names it (artifact key ``init_source``).
+    Explained in book/04_distillation.ipynb.
+    """
+    config = student.config
+    if checkpoint is None or config.hidden_size == teacher_config.hidden_size:
+        return None
+    source = source_config(checkpoint)
+    if _shape(source) != _shape(config):
+        return None
+    if source.vocab_size != config.vocab_size:
+        raise ValueError(f"{checkpoint}: vocabulary of {source.vocab_size} tokens, the "
+                         f"student's has {config.vocab_size}")
+    return checkpoint
+
+
+def initialise_student(student: nn.Module, teacher: nn.Module, mapping: str,
+                       source: str | None = None) -> list[str]:
+    """``copy_from_teacher`` from the teacher, or from ``source`` (``init_source``'s answer):
+    its embeddings and its ``losses.layer_map`` layers; the span head stays new. Returns the
+    names of the parts copied or reset, each naming its source.
+
+    Explained in book/04_distillation.ipynb.
+    """
+    if source is None:
+        return copy_from_teacher(student, teacher, mapping)
+    pretrained = AutoModel.from_pretrained(resolve_checkpoint(source))
+    return [f"{part} (from {source})" for part in copy_from_teacher(student, pretrained, mapping)]
 
 
 def _copy_layers(student: nn.Module, teacher: nn.Module, mapping: str) -> list[str]:
@@ -106,4 +160,5 @@ def _start_as_identity(model: nn.Module) -> list[str]:
     return reset
 
 
-__all__ = ["FROM_BERT_LAYER", "copy_from_teacher"]
+__all__ = ["FROM_BERT_LAYER", "copy_from_teacher", "init_source", "initialise_student",
+           "source_config"]

@@ -1,7 +1,9 @@
 """The distillation stages, run through the book's one training loop.
 
 Stage 0 (``front``, in ``front.py``) fits a teacher-initialised WaLDORf's convolutions to the
-teacher layers they replace.
+teacher layers they replace. A teacher wider than the student initialises nothing: the student
+then starts from the profile's ``student.init_checkpoint`` (``from_teacher.init_source``), and
+stages 0 and 1 reach the teacher's width through learned projections (``projections.py``).
 Stage 1 (``intermediate``) runs the teacher live and matches the student's final hidden states
 (through a learned linear projection to the teacher's width), the output and attention maps of
 each transformer unit to those of its teacher layer (``losses.layer_map``; the cpu profile maps
@@ -36,11 +38,13 @@ from waldorf.artifacts import artifact_dir, build_artifact, complete_metadata
 from waldorf.augment import transfer_windows
 from waldorf.config import Profile, get_profile
 from waldorf.distill import losses
-from waldorf.distill.from_teacher import copy_from_teacher
+from waldorf.distill.from_teacher import init_source, initialise_student, source_config
 from waldorf.distill.front import FrontModel, front_layer, front_loss
+from waldorf.distill.projections import DistillModel
 from waldorf.models import WaldorfPreTrainedModel, build_student
+from waldorf.precision import resolve_mixed_precision
 from waldorf.teacher import TeacherRun, teacher_features
-from waldorf.train import History, TrainArgs, resolve_mixed_precision, train
+from waldorf.train import History, TrainArgs, train
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +70,6 @@ class StudentRun:
     def load(self):
         """``(model, tokenizer)`` in eval mode."""
         return qa.load_qa(self.model_dir)
-
-
-class DistillModel(nn.Module):
-    """The student plus stage 1's projections to the teacher's width, trained together.
-
-    ``projection`` maps the final hidden states; ``unit_projection`` the per-unit states (an
-    identity when the widths match, since copied units already live in the teacher's space).
-    Saving saves the student only: the projections are scaffolding for stage 1.
-    Explained in book/04_distillation.ipynb.
-    """
-
-    def __init__(self, student: nn.Module, teacher_hidden: int):
-        super().__init__()
-        self.student = student
-        width = student.config.hidden_size
-        self.projection = nn.Linear(width, teacher_hidden)
-        same = width == teacher_hidden
-        self.unit_projection = nn.Identity() if same else nn.Linear(width, teacher_hidden)
-
-    def forward(self, **inputs):
-        out = self.student(**inputs, output_hidden_states=True, output_attentions=True)
-        return out, self.projection(out.hidden_states[-1])  # (batch, seq, teacher_hidden)
-
-    def save_pretrained(self, path, **kwargs) -> None:
-        self.student.save_pretrained(path, **kwargs)
 
 
 def _inputs(model: nn.Module, batch: dict) -> dict:
@@ -120,7 +99,7 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
         mask = batch["attention_mask"]  # (batch, seq)
         teacher.to(mask.device)
         target = teacher_features(teacher, inputs, layers)
-        out, projected = model(**inputs)  # projected: (batch, seq, teacher_hidden)
+        out, projected, states = model(**inputs)  # each (batch, seq, teacher_hidden)
         t_states = target["hidden_states"]  # each (batch, seq, teacher_hidden)
         parts = {}
         if "hidden" in terms:
@@ -130,13 +109,11 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
         maps = out.attentions or ()
         units = losses.layer_map(len(maps), n_teacher, mapping)
         if units and "units" in terms:  # unit i reports hidden_states[below + 1 + i]
-            per_unit = [losses.pooled_hidden_mse(core.unit_projection(
-                out.hidden_states[below + 1 + i]), t_states[t], mask, factor)  # () each
-                for i, t in enumerate(units)]
+            per_unit = [losses.pooled_hidden_mse(states[below + 1 + i], t_states[t], mask,
+                                                 factor) for i, t in enumerate(units)]  # ()
             parts["units"] = torch.stack(per_unit).mean()
         if units and below and units[0] > 0 and "front" in terms:
-            front = core.unit_projection(out.hidden_states[below])  # (batch, seq, t_hidden)
-            parts["front"] = losses.hidden_mse(front, t_states[units[0] - 1], mask)
+            parts["front"] = losses.hidden_mse(states[below], t_states[units[0] - 1], mask)
         attention = (losses.attention_transfer(maps, target["attentions"], mask, factor, units)
                      if "attention" in terms else None)
         if attention is not None:
@@ -202,8 +179,10 @@ def _stage(stage: str, model: nn.Module, windows: datasets.Dataset, run: Teacher
         epochs = s.intermediate_epochs
         args = {"find_unused_parameters": True, **args}  # stage 1 never reaches the span head
     elif stage == "front":
-        wrapped = FrontModel(model)
-        compute_loss = front_loss(teacher, front_layer(model, teacher.config, s.layer_mapping))
+        wrapped = FrontModel(model, teacher.config.hidden_size)
+        layers = front_layer(model, teacher.config, s.layer_mapping,
+                             source_config(key.get("init_source")))
+        compute_loss = front_loss(teacher, layers)
         epochs = s.front_epochs
         args = {"find_unused_parameters": True, **args}  # only the front trains
     elif stage == "prediction":
@@ -259,6 +238,8 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     result, kept in ``StudentRun.previous``); a student initialised from the teacher whose
     convolutions stand in for teacher layers first gets stage 0 (``front``) when the profile's
     ``front_epochs`` > 0, kept as stage 1's ``previous`` (returned itself if it stopped early).
+    ``init_from_teacher``: start from the teacher's weights, or, where the teacher is wider
+    than the student, from the profile's ``student.init_checkpoint`` (``init_source``).
     ``cache``: the teacher cache, if already loaded.
     ``augment``: use the transfer set (``augment_options`` override ``build_transfer_set``'s
     defaults and the profile's ``augment_variants``). ``train_args``: ``TrainArgs`` overrides.
@@ -273,11 +254,14 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
     run = teacher or teachers.get_teacher(profile, progress=progress)
     model, name = _build(student, profile)
     options = s.augment_options() | (augment_options or {}) if augment else None
+    t_config = AutoConfig.from_pretrained(run.model_dir) if init_from_teacher else None
+    source = init_source(model, t_config, s.init_checkpoint) if init_from_teacher else None
     recipe = dict(student=_student_key(model, name, profile.seed), teacher=run.metadata["hash"],
                   init_from_teacher=init_from_teacher, layer_mapping=s.layer_mapping,
                   stage1_terms=_check_terms(stage1_terms), augment=options, seed=profile.seed,
                   learning_rate=s.learning_rate, batch_size=s.batch_size, train_args=args,
-                  precision=resolve_mixed_precision(profile.mixed_precision))
+                  precision=resolve_mixed_precision(profile.mixed_precision),
+                  **({"init_source": source} if source else {}))  # absent: the teacher's
     prepared: dict = {}
 
     def windows() -> datasets.Dataset:  # built on first need only: reused runs skip it
@@ -292,13 +276,14 @@ def distill(student: str | nn.Module = "waldorf", profile: Profile | None = None
         return found
 
     if init_from_teacher and not reuse_only:
-        copied = copy_from_teacher(model, run.load()[0], s.layer_mapping)
-        logger.info("initialised from the teacher: %s", ", ".join(copied) or "nothing")
+        copied = initialise_student(model, run.load()[0], s.layer_mapping, source)
+        logger.info("initialised from %s: %s", source or "the teacher",
+                    ", ".join(copied) or "nothing")
     previous, after, front = None, None, None
     if stage != "prediction":
         key = {**recipe, "epochs": s.intermediate_epochs}
         if init_from_teacher and s.front_epochs > 0 and front_layer(  # joins copied parts
-                model, AutoConfig.from_pretrained(run.model_dir), s.layer_mapping):
+                model, t_config, s.layer_mapping, source_config(source)):
             front_key = {k: v for k, v in recipe.items() if k != "stage1_terms"}
             front = found_or_trained("front", model, {**front_key, "epochs": s.front_epochs})
             if front is None or not front.metadata.get("complete"):
@@ -326,7 +311,7 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
 
     ``epochs`` defaults to stage 1's and stage 2's epochs together, as many passes as the
     distilled student makes after stage 0. The teacher supplies only its tokenizer (and weights if
-    ``init_from_teacher``). Explained in book/04_distillation.ipynb.
+    ``init_from_teacher``, as in ``distill``). Explained in book/04_distillation.ipynb.
     """
     profile = profile or get_profile()
     s, args = profile.student, {**(train_args or {})}
@@ -334,18 +319,21 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
     model, name = _build(student, profile)
     if epochs is not None:
         args["epochs"] = epochs
+    source = (init_source(model, AutoConfig.from_pretrained(run.model_dir), s.init_checkpoint)
+              if init_from_teacher else None)
     key = dict(student=_student_key(model, name, profile.seed), data=run.metadata["key"]["data"],
                teacher=run.metadata["hash"] if init_from_teacher else None,
                init_from_teacher=init_from_teacher,
                layer_mapping=s.layer_mapping if init_from_teacher else None, seed=profile.seed,
                epochs=s.intermediate_epochs + s.prediction_epochs,
                learning_rate=s.learning_rate, batch_size=s.batch_size, train_args=args,
-               precision=resolve_mixed_precision(profile.mixed_precision))
+               precision=resolve_mixed_precision(profile.mixed_precision),
+               **({"init_source": source} if source else {}))
     found = _found("gold", profile, key)
     if found is not None:
         return found
     teacher_model, tokenizer = run.load()
     if init_from_teacher:
-        copy_from_teacher(model, teacher_model, s.layer_mapping)
+        initialise_student(model, teacher_model, s.layer_mapping, source)
     windows = data.tokenize_squad(data.load_squad("train", profile), tokenizer, profile)
     return _stage("gold", model, windows, run, profile, key, args, progress)
