@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -111,8 +110,3 @@ def test_internal_bugs_keep_their_traceback(monkeypatch, capsys):
     monkeypatch.setattr(waldorf.artifacts, "run_artifacts", broken)
     with pytest.raises(KeyError):
         waldorf_cli.main(["artifacts"])
-
-
-def test_console_script_is_the_light_module():
-    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert 'waldorf = "waldorf_cli:main"' in text

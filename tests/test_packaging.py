@@ -65,8 +65,8 @@ def test_jupyter_book_is_pinned_to_1x():
 
 
 def test_console_script_points_at_the_cli():
-    assert PROJECT["scripts"]["waldorf"] == "waldorf.cli:main"
+    assert PROJECT["scripts"]["waldorf"] == "waldorf_cli:main"
     module, function = PROJECT["scripts"]["waldorf"].split(":")
     assert callable(getattr(importlib.import_module(module), function))
     installed = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
-    assert installed.get("waldorf") == "waldorf.cli:main", "reinstall: pip install -e '.[dev]'"
+    assert installed.get("waldorf") == "waldorf_cli:main", "reinstall: pip install -e '.[dev]'"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
@@ -62,10 +63,12 @@ def artifact_dir(role: str, profile_name: str, key: dict) -> Path:
     return artifacts_dir() / role / f"{profile_name}-{config_hash(key)}"
 
 
+@functools.cache
 def git_revision() -> str:
     """Short commit of the checkout this package runs from, or "unknown" outside one.
 
-    Explained in book/02_teacher.ipynb.
+    Read once per process, when the first artifact starts: a run that lasts while new commits
+    land keeps naming the code it loaded. Explained in book/02_teacher.ipynb.
     """
     try:
         out = subprocess.run(
