@@ -24,9 +24,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Leave nothing under /tmp: the artifact store this session made goes with it."""
+    """Leave nothing under /tmp: the artifact store this session made goes with it, and so do
+    the fixtures' temporary folders (models, built books) of a run in which every test passed;
+    a failing run keeps them to look at."""
     if OWN_ARTIFACTS:
         shutil.rmtree(OWN_ARTIFACTS, ignore_errors=True)
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own, if it made one
+    if exitstatus == 0 and factory is not None and factory._basetemp is not None:
+        shutil.rmtree(factory.getbasetemp(), ignore_errors=True)
 
 
 def _shared_squad_dir() -> Path:
