@@ -36,7 +36,7 @@ import pytest
 import yaml
 from test_book import REPO, build_book
 
-from waldorf import sphinx_plotly
+from waldorf import book, sphinx_plotly
 
 FAILURES = REPO / "_build" / "browser-failures"
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
@@ -45,20 +45,10 @@ NOISE = ("Got invalid theme mode: . Resetting to auto.",)  # see the module docs
 FIGURE_TIMEOUT_S = 20
 
 
-def _toc_files(entries: list[dict]) -> list[str]:
-    files = []
-    for entry in entries:
-        if "file" in entry:
-            files.append(entry["file"])
-        for key in ("chapters", "sections", "parts"):
-            files += _toc_files(entry.get(key, []))
-    return files
-
-
 def toc_pages() -> list[str]:
     """The toc's files (root first), as paths without suffix: ``book/01_data_and_metric``."""
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    return [toc["root"], *_toc_files(toc.get("chapters", []) + toc.get("parts", []))]
+    return [toc["root"], *book.toc_files([toc])]
 
 
 def _source(page: str) -> Path:

@@ -49,13 +49,16 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def _toc_files(entries: list[dict]) -> list[str]:
+def toc_files(entries: list[dict]) -> list[str]:
+    """Every ``file`` of _toc.yml entries, depth first in reading order (parts, chapters,
+    sections). Explained in book/intro.md.
+    """
     files = []
     for entry in entries:
         if "file" in entry:
             files.append(entry["file"])
         for key in ("parts", "chapters", "sections"):
-            files += _toc_files(entry.get(key, []))
+            files += toc_files(entry.get(key, []))
     return files
 
 
@@ -68,7 +71,7 @@ def toc_notebooks(root: Path) -> list[Path]:
 
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     notebooks = []
-    for name in _toc_files([toc]):
+    for name in toc_files([toc]):
         matches = [root / f"{name}{suffix}" for suffix in ("", ".ipynb", ".md")]
         found = next((path for path in matches if path.is_file()), None)
         if found is None:

@@ -35,6 +35,7 @@ from waldorf.metrics import (
     squad_evaluate,
 )
 from waldorf.postprocess import QAPredictions, postprocess_qa
+from waldorf.precision import autocast
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -180,14 +181,10 @@ def protocol_scores(model, tokenizer, profile: Profile, dev: datasets.Dataset,
     """The book's protocol for one model: choose the no-answer threshold on ``dev``, score
     ``test`` once with it. Returns the test's per-question scores and the dev predictions.
 
-    Predictions run in the profile's precision (bf16 autocast where the CPU has it, as each run
-    scored itself). Explained in book/04_distillation.ipynb.
+    Predictions run in the profile's precision (``waldorf.precision.autocast``), as each run
+    scored itself. Explained in book/04_distillation.ipynb.
     """
-    from waldorf.train import resolve_mixed_precision
-
-    bf16 = resolve_mixed_precision(profile.mixed_precision) == "bf16"
-    device = next(model.parameters()).device.type
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+    with autocast(profile.mixed_precision):
         if dev_predictions is None:
             dev_predictions = predict_dataset(model, tokenizer, dev, profile)
         test_predictions = predict_dataset(model, tokenizer, test, profile)
