@@ -1,5 +1,6 @@
 """One distillation run of the development sweep (see scripts/README.md): cpu-profile recipe
-plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold") and
+plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold"), ``model`` (a
+``build_student`` name, default "waldorf") and
 keyword arguments of ``distill``/``train_without_teacher``; ``seed`` changes the student's
 seed (initialisation, augmentation, data order), not the teacher's. The name "prep" builds the
 teacher, its cache and the transfer set once. The environment variable ``SWEEP_CHECKPOINT``
@@ -38,7 +39,7 @@ if name == "prep":
                                     cache_windows=len(cache), transfer_windows=len(windows))))
     sys.exit()
 train = train_without_teacher if spec.pop("kind", "distill") == "gold" else distill
-result, stages = train("waldorf", profile, teacher=run, progress=False, **spec), []
+result, stages = train(spec.pop("model", "waldorf"), profile, teacher=run, progress=False, **spec), []
 while result is not None:
     meta = result.metadata
     stages.append(dict(role=meta["role"], windows=meta.get("train_windows"),

@@ -34,8 +34,9 @@ BASELINE_SHAPES: dict[str, dict] = {
                           intermediate_size=1536),
     # DistilBERT-4 / BERT-PKD-4 scaled to the offline teacher: 4 of its layers at its width, so
     # every layer can start from a teacher layer (chapter 5's baseline on the cpu profile).
-    "teacher4": dict(num_hidden_layers=4, hidden_size=384, num_attention_heads=12,
-                     intermediate_size=1536),
+    # teacher1-3: the shallower cuts that draw the speed-accuracy front with it (chapter 5).
+    **{f"teacher{depth}": dict(num_hidden_layers=depth, hidden_size=384, num_attention_heads=12,
+                               intermediate_size=1536) for depth in (1, 2, 3, 4)},
     # The same cut of the gpu profile's teacher, BERT-Large: 4 layers at its width.
     "bert_large4": dict(num_hidden_layers=4, hidden_size=1024, num_attention_heads=16,
                         intermediate_size=4096),

@@ -1,0 +1,1 @@
+"""Exercises of one chapter (to be written)."""
