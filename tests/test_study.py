@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from transformers import BertConfig, BertModel
 
 from waldorf import study
 from waldorf.config import get_profile
@@ -74,7 +75,7 @@ def test_unknown_studies_are_user_errors(tmp_path):
 
 def test_the_headline_study_has_three_seeds_per_row():
     runs = study.STUDIES["headline"]
-    for model in ("teacher", "waldorf", "baseline4"):
+    for model in ("teacher", "waldorf", "cut4"):
         assert len({r.seed for r in runs if r.model == model}) >= 3
     assert len({r.name for r in runs}) == len(runs)
 
@@ -105,3 +106,56 @@ def test_a_damaged_result_is_refused_by_path_and_run_again(tiny_study, tmp_path)
                  score=lambda *a: calls.append(a[1].name) or fake_result(*a))
     assert calls == ["teacher-seed1"]  # only the damaged run is redone
     assert read_result(path)["test"]["f1"] == 1.0
+
+
+def test_the_front_study_names_known_models_with_three_seeds_each():
+    runs = study.STUDIES["front"]
+    models = {r.model for r in runs}
+    assert models <= set(study.MODELS)
+    assert {"cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf"} <= models
+    for model in models:
+        assert len({r.seed for r in runs if r.model == model}) >= 3
+    front = {m for m in models if study.MODELS[m].transformer_only}
+    assert "waldorf" not in front and "gold-cut4" not in front and "cut2" in front
+
+
+def test_study_models_are_built_at_the_right_shape():
+    teacher = BertConfig(hidden_size=384, num_attention_heads=12, intermediate_size=1536,
+                         num_hidden_layers=6)
+    profile = get_profile("cpu")
+    assert study.build_study_model("cut2", teacher, profile).config.num_hidden_layers == 2
+    assert study.build_study_model("cut4", teacher, profile).config.num_hidden_layers == 4
+    assert study.build_study_model("tinybert4", teacher, profile).config.hidden_size == 312
+    assert study.build_study_model("gold-waldorf", teacher, profile).config.model_type == "waldorf"
+    with pytest.raises(UserError, match="unknown study model"):
+        study.build_study_model("cut9", teacher, profile)
+
+
+def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
+    calls = []
+
+    class Found:
+        model_dir, metadata, previous = "dir", {"duration_s": 60}, None
+
+    class BookTeacher:
+        def load(self):
+            return BertModel(BertConfig(hidden_size=32, num_attention_heads=2,
+                                        intermediate_size=64, num_hidden_layers=2)), None
+
+    def fake(kind):
+        def train(name, profile, **kwargs):
+            calls.append((kind, name, profile.seed, dict(profile.student.model_overrides)))
+            return Found()
+        return train
+
+    from waldorf import distill, teacher
+    monkeypatch.setattr(teacher, "get_teacher", lambda profile: BookTeacher())
+    monkeypatch.setattr(distill, "distill", fake("distill"))
+    monkeypatch.setattr(distill, "train_without_teacher", fake("gold"))
+    monkeypatch.setitem(study.MODELS, "waldorf-nods", study.Recipe("waldorf", (("downsample", 1),)))
+    profile = get_profile("smoke")
+    for model in ("cut2", "gold-waldorf", "waldorf-nods"):
+        assert study.trained_model_dir(Run(model, 7), profile) == ("dir", 1.0)
+    assert [c[:3] for c in calls] == [("distill", "teacher2", 7), ("gold", "waldorf", 7),
+                                      ("distill", "waldorf", 7)]
+    assert calls[2][3]["downsample"] == 1 and calls[2][3]["hidden_size"] == 64  # profile's kept

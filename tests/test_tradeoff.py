@@ -7,7 +7,16 @@ import pytest
 
 from waldorf.errors import UserError
 from waldorf.metrics import QuestionScores
-from waldorf.tradeoff import Point, claim, front, front_verdict, seed_mean_scores, tradeoff_figure
+from waldorf.tradeoff import (
+    Point,
+    claim,
+    front,
+    front_speeds,
+    front_verdict,
+    seed_mean_scores,
+    study_points,
+    tradeoff_figure,
+)
 
 N = 400
 
@@ -69,3 +78,34 @@ def test_seed_means_average_per_question():
     assert np.allclose(seed_mean_scores([a.to_json(), reordered]).f1, 0.5)  # aligned by id
     with pytest.raises(UserError, match="at least one seed"):
         seed_mean_scores([])
+
+
+def test_study_points_average_seeds_and_take_the_measured_speed():
+    docs = [{"model": "cut2", "seed": s, "questions": GOOD.to_json()} for s in (42, 1)]
+    docs += [{"model": "waldorf", "seed": 42, "questions": WORSE.to_json()},
+             {"model": "not-timed", "seed": 42, "questions": GOOD.to_json()}]
+    points, mean_scores = study_points(docs, {"cut2": 12.0, "waldorf": 9.0})
+    by_name = {p.name: p for p in points}
+    assert set(by_name) == {"cut2", "waldorf"}  # a model without a speed is no point
+    assert by_name["cut2"].transformer_only and not by_name["waldorf"].transformer_only
+    assert by_name["cut2"].ms == 12.0
+    assert by_name["cut2"].score == pytest.approx(100 * GOOD.f1.mean())
+    assert by_name["cut2"].low < by_name["cut2"].score < by_name["cut2"].high
+    assert by_name["waldorf"].score < by_name["cut2"].score
+    assert np.array_equal(mean_scores["cut2"].f1, GOOD.f1)
+
+
+def test_front_speeds_times_every_model_in_one_run():
+    from transformers import BertConfig
+
+    from waldorf.bench import Timing
+    from waldorf.config import get_profile
+
+    teacher = BertConfig(hidden_size=64, num_attention_heads=2, intermediate_size=128,
+                         num_hidden_layers=4)
+    profile = get_profile("smoke")
+    timing = Timing(warmup=1, min_repeats=2, max_repeats=2, cell_budget_s=0.1)
+    speeds = front_speeds(["cut1", "cut2", "cut1"], teacher, profile, seq_len=32,
+                          batch_sizes=(1, 2), timing=timing)
+    assert set(speeds) == {1, 2} and set(speeds[1]) == {"cut1", "cut2"}
+    assert all(ms > 0 for row in speeds.values() for ms in row.values())

@@ -118,6 +118,11 @@ class StudentConfig:
     # Copies per question on average (0.15: a random 15% of the questions each). Every
     # augmented window costs a teacher pass to label and lengthens each epoch, so the cpu
     # profile adds ~5k questions; the gpu profile adds four rewordings per question.
+    # The gold-only controls' own schedule per student name, (learning rate, epochs), chosen on
+    # dev.json for each architecture (scripts/README.md, "Gold-only controls"): a control run
+    # at the distillation's rate and passes would prove nothing about distillation. A name not
+    # listed trains at ``learning_rate`` for stage 1's and stage 2's epochs together.
+    gold_schedules: dict = field(default_factory=dict)
     augment_variants: float = 0.15  # question-word replacement variants
     augment_replace_fraction: float = 0.3  # words replaced per variant: new wording, same meaning
     augment_pair_rate: float = 0.15  # questions re-paired with another paragraph of the article

@@ -24,12 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from waldorf.config import Profile, get_profile
 from waldorf.errors import CorruptArtifactError, UserError
 from waldorf.files import write_atomic
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +42,40 @@ SEEDS = (42, 1, 2)  # 42 is the book's own run, so its artifacts are reused, not
 
 
 @dataclass(frozen=True)
-class Run:
-    """One (model, seed) of a study: ``teacher`` or a student distilled by the book's recipe.
+class Recipe:
+    """How a study's model is made: a ``build_student`` name distilled from the book's teacher
+    by the book's recipe, or its gold-only control.
 
-    ``model``: "teacher", or a ``build_student`` name ("waldorf", or "baseline4" for the
-    four-layer student that copies every other teacher layer). Students distil from the
-    book's teacher (the profile's seed); only their own seed changes.
+    ``student`` "cut4" is the four-layer cut at the teacher's width (chapter 5's baseline);
+    ``overrides`` are ``WaldorfConfig`` fields of a WaLDORf shape variant, as (field, value)
+    pairs. Explained in book/05_baselines.ipynb.
+    """
+
+    student: str
+    overrides: tuple[tuple[str, object], ...] = ()
+    gold_only: bool = False  # the same architecture on gold labels alone, its schedule tuned on dev
+    transformer_only: bool = False  # draws the speed-accuracy front WaLDORf is judged against
+
+
+# Every model a study may name. The cuts copy the teacher's top layers (the recipe's "top"
+# mapping); TinyBERT-4's shape is narrower than the teacher, so it copies projected embeddings
+# only and fits the teacher through learned projections (stage 1), without the general
+# distillation on a large corpus that the paper's TinyBERT-4 had.
+MODELS: dict[str, Recipe] = {
+    "waldorf": Recipe("waldorf"),
+    **{f"cut{depth}": Recipe(f"teacher{depth}", transformer_only=True) for depth in (1, 2, 3)},
+    "cut4": Recipe("cut4", transformer_only=True),
+    "tinybert4": Recipe("tinybert4", transformer_only=True),
+    "gold-waldorf": Recipe("waldorf", gold_only=True),
+    "gold-cut4": Recipe("cut4", gold_only=True),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (model, seed) of a study: ``teacher`` or a ``MODELS`` name.
+
+    Students distil from the book's teacher (the profile's seed); only their own seed changes.
     Explained in book/04_distillation.ipynb.
     """
 
@@ -56,11 +88,43 @@ class Run:
         return f"{self.model}-seed{self.seed}"
 
 
+def _runs(*models: str) -> tuple[Run, ...]:
+    return tuple(Run(model, seed) for model in models for seed in SEEDS)
+
+
 STUDIES: dict[str, tuple[Run, ...]] = {
     # The book's headline rows, three seeds each: the teacher, WaLDORf, the 4-layer student.
-    "headline": tuple(Run(model, seed) for model in ("teacher", "waldorf", "baseline4")
-                      for seed in SEEDS),
+    "headline": _runs("teacher", "waldorf", "cut4"),
+    # The speed-accuracy front (chapter 5): transformer-only cuts of the teacher at every depth,
+    # TinyBERT-4's shape, WaLDORf, and the tuned gold-only controls of WaLDORf and the cut4.
+    "front": _runs("cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf", "gold-waldorf",
+                   "gold-cut4"),
 }
+
+
+def build_study_model(model: str, teacher_config: PretrainedConfig, profile: Profile):
+    """A freshly initialised model of ``MODELS[model]`` (for speed: weights do not matter).
+
+    Explained in book/05_baselines.ipynb.
+    """
+    from waldorf.models import build_student
+
+    recipe = _recipe(model)
+    name = _student_name(recipe, teacher_config)
+    overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
+    return build_student(name, **(overrides if name == "waldorf" else {}))
+
+
+def _recipe(model: str) -> Recipe:
+    if model not in MODELS:
+        raise UserError(f"unknown study model {model!r}; choose one of {sorted(MODELS)}")
+    return MODELS[model]
+
+
+def _student_name(recipe: Recipe, teacher_config: PretrainedConfig) -> str:
+    from waldorf.models.baselines import four_layer_baseline
+
+    return four_layer_baseline(teacher_config) if recipe.student == "cut4" else recipe.student
 
 
 def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
@@ -69,18 +133,19 @@ def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
     Explained in book/04_distillation.ipynb.
     """
     from waldorf import teacher
-    from waldorf.distill import distill
-    from waldorf.models.baselines import four_layer_baseline
+    from waldorf.distill import distill, train_without_teacher
 
     seeded = replace(profile, seed=run.seed)
     if run.model == "teacher":
         found = teacher.get_teacher(seeded)
         return found.model_dir, (found.metadata.get("duration_s") or 0) / 60
-    book_teacher = teacher.get_teacher(profile)
-    name = run.model
-    if name == "baseline4":
-        name = four_layer_baseline(book_teacher.load()[0].config)
-    student = distill(name, seeded, init_from_teacher=True, teacher=book_teacher)
+    recipe, book_teacher = _recipe(run.model), teacher.get_teacher(profile)
+    name = _student_name(recipe, book_teacher.load()[0].config)
+    if recipe.overrides:
+        overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
+        seeded = replace(seeded, student=replace(seeded.student, model_overrides=overrides))
+    train = train_without_teacher if recipe.gold_only else distill
+    student = train(name, seeded, init_from_teacher=True, teacher=book_teacher)
     minutes, stage = 0.0, student
     while stage is not None:  # stage 2, then the stages before it
         minutes += (stage.metadata.get("duration_s") or 0) / 60

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 
 from waldorf.errors import UserError
-from waldorf.metrics import QuestionScores, compare
+from waldorf.metrics import QuestionScores, compare, report_scores
 from waldorf.metrics.scores import VECTORS
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+    from waldorf.bench import Timing
+    from waldorf.config import Profile
 
 FLAGS = ("has_answer", "answered", "predicted")  # the boolean vectors of QuestionScores
 
@@ -121,6 +128,49 @@ def front_verdict(name: str, scores: QuestionScores, ms: float,
         line = (f"at {name}'s speed no transformer-only student is more accurate on {metric} "
                 f"({len(rivals)} compared: {', '.join(rivals)})")
     return {"holds": not ahead, "compared": rivals, "ahead": ahead, "line": line}
+
+
+def study_points(documents: Sequence[Mapping], speeds: Mapping[str, float],
+                 metric: str = "f1") -> tuple[list[Point], dict[str, QuestionScores]]:
+    """One ``Point`` per model of a study's result documents: its seeds' mean per-question
+    scores, ``metric`` with its bootstrap interval, and its latency from ``speeds`` (ms).
+
+    Returns the points and each model's seed-mean scores (for ``claim``/``front_verdict``).
+    Explained in book/05_baselines.ipynb.
+    """
+    from waldorf.study import MODELS
+
+    by_model: dict[str, list] = {}
+    for doc in documents:
+        if doc["model"] in speeds:
+            by_model.setdefault(doc["model"], []).append(doc["questions"])
+    points, scores = [], {}
+    for model, records in by_model.items():
+        scores[model] = seed_mean_scores(records)
+        summary = report_scores(scores[model])
+        low, high = summary[f"{metric}_ci"]
+        points.append(Point(model, speeds[model], summary[metric], low, high,
+                            MODELS[model].transformer_only if model in MODELS else False))
+    return points, scores
+
+
+def front_speeds(models: Sequence[str], teacher_config: PretrainedConfig, profile: Profile,
+                 seq_len: int = 384, batch_sizes: Sequence[int] = (1, 32),
+                 timing: Timing | None = None) -> dict[int, dict[str, float]]:
+    """Median ms per batch of every study model, timed in one interleaved run of the bench
+    harness (random weights: speed does not depend on them): ``{batch_size: {model: ms}}``.
+
+    Explained in book/05_baselines.ipynb.
+    """
+    from waldorf.bench import Timing, run_benchmark
+    from waldorf.study import build_study_model
+
+    built = {m: build_study_model(m, teacher_config, profile) for m in dict.fromkeys(models)}
+    doc = run_benchmark(built, (seq_len,), batch_sizes, timing or Timing())
+    out: dict[int, dict[str, float]] = {b: {} for b in batch_sizes}
+    for row in doc["results"]:
+        out[row["batch_size"]][row["model"]] = row["median_ms"]
+    return out
 
 
 def tradeoff_figure(points: Sequence[Point], metric: str, title: str) -> go.Figure:

@@ -309,14 +309,18 @@ def train_without_teacher(student: str | nn.Module = "waldorf", profile: Profile
                           progress: bool = True) -> StudentRun:
     """The same student trained on gold labels alone: original questions, every window.
 
-    ``epochs`` defaults to stage 1's and stage 2's epochs together, as many passes as the
-    distilled student makes after stage 0. The teacher supplies only its tokenizer (and weights if
+    Its schedule is the profile's ``gold_schedules`` entry for the student's name (tuned on
+    dev), else the distillation's rate for stage 1's and stage 2's epochs together; ``epochs``
+    overrides either. The teacher supplies only its tokenizer (and weights if
     ``init_from_teacher``, as in ``distill``). Explained in book/04_distillation.ipynb.
     """
     profile = profile or get_profile()
     s, args = profile.student, {**(train_args or {})}
     run = teacher or teachers.get_teacher(profile, progress=progress)
     model, name = _build(student, profile)
+    if name in s.gold_schedules:
+        learning_rate, tuned_epochs = s.gold_schedules[name]
+        args = {"learning_rate": learning_rate, "epochs": tuned_epochs, **args}
     if epochs is not None:
         args["epochs"] = epochs
     source = (init_source(model, AutoConfig.from_pretrained(run.model_dir), s.init_checkpoint)
