@@ -123,22 +123,32 @@ def budget_report(seconds: dict[str, float], profile: Profile | str) -> pd.DataF
 
 
 def to_markdown(info: dict) -> str:
-    """One compact line for the bottom of a results cell. Explained in book/intro.md."""
+    """One compact line for the bottom of a results cell; the artifacts the result used, with
+    the revision each was made at, when ``info`` names them. Explained in book/intro.md.
+    """
     device = info["gpu"] or f"{info['cpu']} ({info['cores']} cores)"
+    made = "".join(f" · {role} made at git `{revision}`"
+                   for role, revision in info.get("artifacts", {}).items())
     return (
         f"<small>profile `{info['profile']}` · {device} · {info['torch_threads']} torch threads"
         f" · torch {info['torch']} · transformers {info['transformers']}"
-        f" · {format_duration(info['duration_s'])} · git `{info['git']}` · {info['utc']}</small>"
+        f" · {format_duration(info['duration_s'])} · git `{info['git']}` · {info['utc']}"
+        f"{made}</small>"
     )
 
 
-def footer(profile: Profile | str, started: float) -> dict:
+def footer(profile: Profile | str, started: float, artifacts: dict | None = None) -> dict:
     """Display the provenance line under a result and return the record (to save with it).
 
+    ``artifacts``: name -> the metadata of a trained model or cache the result used (e.g.
+    ``{"teacher": run.metadata}``), so the line says which revision made each.
     Explained in book/intro.md.
     """
     from IPython.display import Markdown, display
 
     info = collect(profile, started)
+    if artifacts:
+        info["artifacts"] = {name: meta.get("git_revision", "unknown")
+                             for name, meta in artifacts.items()}
     display(Markdown(to_markdown(info)))
     return info
