@@ -16,6 +16,7 @@ from waldorf import augment, book, config, data, precision
 from waldorf import teacher as teachers
 from waldorf.artifacts import config_hash
 from waldorf.distill import stages
+from waldorf.models import build_student
 from waldorf.teacher import TeacherRun
 from waldorf.train import History
 
@@ -112,6 +113,18 @@ def cpu_keys(monkeypatch, folder: Path, bf16: bool) -> dict[str, str]:
 def test_the_cpu_profile_keeps_its_artifact_keys(monkeypatch, tmp_path, bf16):
     keys = cpu_keys(monkeypatch, tmp_path, bf16)
     assert keys == CPU_KEYS[bf16]
+
+
+def test_funnel_switches_change_a_student_key_only_when_on():
+    """The recorded students, built before the switches existed, keep their keys."""
+    with torch.device("meta"):  # no weights: a student's key reads its config only
+        default, off, on = (build_student("waldorf", **switches) for switches in (
+            {}, dict(pool_query_only=False, separate_cls=False), dict(separate_cls=True)))
+
+    def key(model: torch.nn.Module) -> str:
+        return config_hash(stages._student_key(model, "waldorf", 42))
+
+    assert key(default) == key(off) != key(on)
 
 
 def test_every_profile_is_offered_by_the_book_and_the_command_line(tmp_path):

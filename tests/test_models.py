@@ -15,6 +15,7 @@ from transformers import (
 )
 
 import waldorf.models
+from waldorf.distill import copy_from_teacher
 from waldorf.models import (
     WaldorfConfig,
     WaldorfForQuestionAnswering,
@@ -28,10 +29,17 @@ from waldorf.models import (
     four_layer_baseline,
 )
 from waldorf.models.modeling_waldorf import depthwise_conv1d
+from waldorf.models.resampling import ReducedLayout, WaldorfDownsample
 
 TINY = dict(vocab_size=100, embedding_size=16, hidden_size=32, num_attention_heads=4,
             intermediate_size=64, num_conv_layers=2, conv_kernel_size=3, downsample=2,
             num_transformer_layers=2, num_post_conv_layers=1, max_position_embeddings=64)
+
+
+# Funnel-Transformer's switches, each alone and both together
+SWITCHES = {"pool_query_only": dict(pool_query_only=True), "separate_cls": dict(separate_cls=True),
+            "both": dict(pool_query_only=True, separate_cls=True)}
+EVERY_SHAPE = {"default": {}, **SWITCHES}
 
 
 def tiny_model(**overrides) -> WaldorfForQuestionAnswering:
@@ -106,10 +114,11 @@ def test_no_downsample_keeps_full_length_attention():
     assert out.attentions[0].shape == (2, 4, 9, 9)
 
 
+@pytest.mark.parametrize("shape", EVERY_SHAPE)
 @pytest.mark.parametrize("mode", ["conv", "pool"])
 @pytest.mark.parametrize("real", [7, 8])
-def test_appended_padding_never_changes_real_logits(mode, real):
-    model = tiny_model(downsample_mode=mode)
+def test_appended_padding_never_changes_real_logits(mode, real, shape):
+    model = tiny_model(downsample_mode=mode, **EVERY_SHAPE[shape])
     short = batch(size=1, seq=real)
     with torch.no_grad():
         reference = model(**short)
@@ -121,8 +130,9 @@ def test_appended_padding_never_changes_real_logits(mode, real):
             assert torch.allclose(out.end_logits[:, :real], reference.end_logits, atol=1e-5)
 
 
-def test_padding_in_a_batch_matches_the_example_alone():
-    model = tiny_model()
+@pytest.mark.parametrize("shape", EVERY_SHAPE)
+def test_padding_in_a_batch_matches_the_example_alone(shape):
+    model = tiny_model(**EVERY_SHAPE[shape])
     full = batch(size=2, seq=11)
     full["attention_mask"][1, 6:] = 0
     full["input_ids"][1, 6:] = 0
@@ -138,6 +148,81 @@ def test_downsample_mask_covers_odd_lengths():
     assert downsample_mask(mask, 3).tolist() == [[1, 1, 0], [1, 0, 0]]
 
 
+def test_reduced_layout_by_hand():
+    assert ReducedLayout(2).positions(7).tolist() == [0, 0, 1, 1, 2, 2, 3]
+    cls_apart = ReducedLayout(2, separate_cls=True)  # [CLS] | 1 2 | 3 4 | 5 6 | 7
+    assert cls_apart.positions(8).tolist() == [0, 1, 1, 2, 2, 3, 3, 4]
+    assert [cls_apart.length(n) for n in (1, 2, 3, 7, 8)] == [1, 2, 2, 4, 5]
+    assert ReducedLayout(3, True).positions(8).tolist() == [0, 1, 1, 1, 2, 2, 2, 3]
+    reduced = torch.tensor([[10, 20, 30, 40]])  # (batch, seq')
+    assert cls_apart.stretch(reduced, 7).tolist() == [[10, 20, 20, 30, 30, 40, 40]]
+    assert ReducedLayout(2).stretch(reduced, 7).tolist() == [[10, 10, 20, 20, 30, 30, 40]]
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0]])
+    assert downsample_mask(mask, 2, separate_cls=True).tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert downsample_mask(mask[:, :4], 2, separate_cls=True).tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_pool_downsampling_keeps_cls_as_it_is_with_separate_cls():
+    down = WaldorfDownsample(WaldorfConfig(**TINY, downsample_mode="pool", separate_cls=True))
+    x = torch.arange(6.0)[None, :, None].expand(1, 6, 32)  # token t holds t: (batch, seq, hidden)
+    mask = torch.tensor([[1.0, 1, 1, 1, 0, 0]])[..., None]  # (batch, seq, 1), as the model's
+    small, small_mask = down(x, mask)  # [CLS] | 1 2 | 3 (4 padding) | 5 (padding)
+    assert small[0, :, 0].tolist() == [0.0, 1.5, 3.0, 0.0]
+    assert small_mask[0, :, 0].tolist() == [1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("shape", SWITCHES)
+@pytest.mark.parametrize("seq", [13, 16, 1])
+def test_output_shapes_with_funnel_switches(shape, seq):
+    switches = SWITCHES[shape]
+    out = tiny_model(**switches)(**batch(seq=seq), output_hidden_states=True,
+                                 output_attentions=True)
+    assert out.start_logits.shape == out.end_logits.shape == (2, seq)
+    assert all(h.shape == (2, seq, 32) for h in out.hidden_states)
+    short = 1 + -(-(seq - 1) // 2) if switches.get("separate_cls") else -(-seq // 2)
+    first_keys = seq if switches.get("pool_query_only") else short
+    assert out.attentions[0].shape == (2, 4, short, first_keys)  # merged queries, full keys
+    assert out.attentions[1].shape == (2, 4, short, short)  # later units: as without it
+
+
+def test_pool_query_only_unit_attends_over_every_real_token():
+    inputs = batch(seq=13)
+    inputs["attention_mask"][1, 9:] = 0
+    out = tiny_model(pool_query_only=True)(**inputs, output_attentions=True)
+    first = out.attentions[0]  # (batch, heads, seq', seq)
+    assert first.shape == (2, 4, 7, 13)
+    real = inputs["attention_mask"][:, None, None, :].float()  # (batch, 1, 1, seq)
+    assert torch.allclose((first * real).sum(-1), torch.ones(2, 4, 7))  # rows: real keys only
+    assert first[1, ..., 9:].abs().max() == 0.0
+
+
+def test_separate_cls_reports_cls_alone_and_pairs_after_it():
+    out = tiny_model(separate_cls=True)(**batch(seq=13), output_hidden_states=True)
+    reported = out.hidden_states[1 + TINY["num_conv_layers"]]  # first transformer unit
+    assert not torch.equal(reported[:, 0], reported[:, 1])  # [CLS] alone in reduced position 0
+    assert torch.equal(reported[:, 1], reported[:, 2])  # tokens 1 and 2 share position 1
+    assert torch.equal(reported[:, 11], reported[:, 12])  # 11, 12: position 6, no odd tail
+
+
+def test_funnel_switches_do_nothing_without_downsampling():
+    inputs = batch(seq=9)
+    inputs["attention_mask"][0, 6:] = 0
+    with torch.no_grad():
+        plain = tiny_model(downsample=1)(**inputs, output_attentions=True)
+        switched = tiny_model(downsample=1, **SWITCHES["both"])(**inputs, output_attentions=True)
+    assert torch.equal(plain.start_logits, switched.start_logits)
+    assert all(torch.equal(a, b) for a, b in zip(plain.attentions, switched.attentions,
+                                                 strict=True))
+
+
+def test_config_dict_names_the_funnel_switches_only_when_on():
+    assert not {"pool_query_only", "separate_cls"} & set(WaldorfConfig().to_dict())
+    on = WaldorfConfig(separate_cls=True).to_dict()
+    assert on["separate_cls"] is True and "pool_query_only" not in on
+    back = WaldorfConfig.from_dict(on)
+    assert back.separate_cls and not back.pool_query_only
+
+
 def test_depthwise_conv1d_equals_torch_conv():
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(8, 8, 5, padding=2, groups=8)
@@ -146,8 +231,9 @@ def test_depthwise_conv1d_equals_torch_conv():
     assert torch.allclose(depthwise_conv1d(x, conv), expected, atol=1e-6)
 
 
-def test_sdpa_path_equals_explicit_softmax_path():
-    model = tiny_model()
+@pytest.mark.parametrize("shape", EVERY_SHAPE)
+def test_sdpa_path_equals_explicit_softmax_path(shape):
+    model = tiny_model(**EVERY_SHAPE[shape])
     inputs = batch(seq=15)
     inputs["attention_mask"][0, 9:] = 0
     with torch.no_grad():
@@ -171,6 +257,56 @@ def test_save_and_auto_load_round_trip_exactly(tmp_path):
         assert torch.equal(loaded(**inputs).end_logits, model(**inputs).end_logits)
 
 
+@pytest.mark.parametrize("mode", ["conv", "pool"])
+def test_save_and_load_round_trip_with_funnel_switches(tmp_path, mode):
+    model = tiny_model(downsample_mode=mode, **SWITCHES["both"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForQuestionAnswering.from_pretrained(tmp_path).eval()
+    assert loaded.config.pool_query_only and loaded.config.separate_cls
+    inputs = batch(seq=12)
+    inputs["attention_mask"][1, 7:] = 0
+    with torch.no_grad():
+        ours, theirs = model(**inputs), loaded(**inputs)
+    assert torch.equal(ours.start_logits, theirs.start_logits)
+    assert torch.equal(ours.end_logits, theirs.end_logits)
+
+
+def test_copy_from_teacher_copies_the_pool_query_only_unit_exactly():
+    torch.manual_seed(0)
+    teacher = BertForQuestionAnswering(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64)).eval()
+    plain, switched = tiny_model(), tiny_model(**SWITCHES["both"])
+    assert copy_from_teacher(plain, teacher, "top") == copy_from_teacher(switched, teacher, "top")
+    ours, theirs = plain.state_dict(), switched.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(v, theirs[k]) for k, v in ours.items() if "transformer_units" in k)
+    unit, layer = switched.waldorf.transformer_units[0], teacher.bert.encoder.layer[1]
+    attention = layer.attention.self
+    qkv = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+    assert torch.equal(unit.attention.qkv.weight, qkv)
+    x = torch.randn(2, 9, 32)  # (batch, seq, hidden)
+    with torch.no_grad():  # queries and keys from one sequence: the teacher's layer again
+        assert torch.allclose(unit(x, None, source=x)[0], layer(x), atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_export_of_funnel_switches_keeps_the_length_dynamic(tmp_path):
+    """Exported at one length, run at others: the layout's lengths stay symbolic."""
+    from waldorf.deploy import prepare_path
+
+    model = tiny_model(**SWITCHES["both"])
+    example = batch(seq=16)
+    example["attention_mask"][1, 12:] = 0
+    fn = prepare_path(model, "onnxruntime", example, tmp_path)
+    for seq in (11, 9):
+        inputs = batch(seq=seq, seed=seq)
+        inputs["attention_mask"][1, seq - 3:] = 0
+        with torch.no_grad():
+            reference = model(**inputs).start_logits  # (batch, seq)
+        assert torch.allclose(torch.as_tensor(fn(inputs)[0]), reference, atol=1e-4)
+
+
 def test_loss_matches_bert_definition():
     model = tiny_model()
     inputs = batch(seq=12)
@@ -183,8 +319,10 @@ def test_loss_matches_bert_definition():
     assert torch.allclose(as_tuple[0], out.loss)
 
 
-def test_gradient_reaches_every_parameter():
-    model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+@pytest.mark.parametrize("shape", ["default", "both"])
+def test_gradient_reaches_every_parameter(shape):
+    model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                       **EVERY_SHAPE[shape]).train()
     inputs = batch(size=3, seq=13)
     inputs["attention_mask"][2, 8:] = 0
     start, end = torch.tensor([1, 4, 0]), torch.tensor([2, 6, 0])

@@ -35,7 +35,8 @@ def copy_from_teacher(student: nn.Module, teacher: nn.Module,
     vectors V of the teacher's word table (the best rank-k linear summary of it), and the
     student's up-projection becomes V^T when it maps back to the teacher's width. Transformer
     units of the teacher's exact shape get their ``losses.layer_map`` teacher layer
-    (``mapping``: "uniform" or "top"); the span head gets the teacher's. WaLDORf's
+    (``mapping``: "uniform" or "top"; a pool-query-only unit has the same parameters, so it is
+    copied the same way); the span head gets the teacher's. WaLDORf's
     convolutional units start as identities and its down-sampling as a plain mean.
     ``teacher`` may also be a pretrained encoder without a span head (``initialise_student``).
     Explained in book/04_distillation.ipynb.

@@ -3,7 +3,8 @@
 Stage 1 (intermediate) matches the student's hidden states (final and per unit) and attention
 maps to the teacher's; stage 2 (prediction) matches its start/end distributions at a
 temperature. Padding never counts: every function takes the window's ``attention_mask``
-(1 = real token).
+(1 = real token). The teacher's tokens are pooled to the student's reduced positions through
+the student's own ``ReducedLayout`` (``factor`` = its ``downsample``, ``separate_cls``).
 
 Explained in book/04_distillation.ipynb.
 """
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from waldorf.models.resampling import downsample_mask
+from waldorf.models.resampling import ReducedLayout, downsample_mask
 
 _EPS = 1e-12  # keeps log() finite where a student probability underflows to zero
 
@@ -89,50 +90,56 @@ def prediction_loss(student_out, teacher_start: torch.Tensor, teacher_end: torch
 
 
 def pool_sequence(x: torch.Tensor, factor: int, dim: int, weight: torch.Tensor | None = None,
-                  reduce: str = "mean") -> torch.Tensor:
-    """Weighted mean (or sum) of consecutive groups of ``factor`` positions along ``dim``.
+                  reduce: str = "mean", separate_cls: bool = False) -> torch.Tensor:
+    """Weighted mean (or sum) over the tokens of each reduced position along ``dim``.
 
-    The length rounds up (ceil), the last group being shorter. ``weight`` broadcasts against
-    ``x`` (e.g. the attention mask); groups whose weights are all zero come out as zeros.
-    Explained in book/04_distillation.ipynb.
+    Reduced positions are ``ReducedLayout(factor, separate_cls)``'s: groups of ``factor``
+    consecutive tokens (the last one shorter), token 0 alone first with ``separate_cls``.
+    ``weight`` broadcasts against ``x`` (e.g. the attention mask); groups whose weights are all
+    zero come out as zeros. Explained in book/04_distillation.ipynb.
     """
     if factor == 1:
         return x
+    layout = ReducedLayout(factor, separate_cls)
     x = x.movedim(dim, -1)  # (..., seq)
     w = torch.ones_like(x) if weight is None else weight.movedim(dim, -1).expand_as(x).to(x)
-    pad = (-x.shape[-1]) % factor
-    x, w = F.pad(x * w, (0, pad)), F.pad(w, (0, pad))  # (..., factor * ceil(seq / factor))
+    x, w = layout.pad(x * w, -1), layout.pad(w, -1)  # (..., factor * seq')
     groups = x.shape[-1] // factor
-    total = x.unflatten(-1, (groups, factor)).sum(-1)  # (..., ceil(seq / factor))
+    total = x.unflatten(-1, (groups, factor)).sum(-1)  # (..., seq')
     if reduce == "sum":
         return total.movedim(-1, dim)
-    count = w.unflatten(-1, (groups, factor)).sum(-1)  # (..., ceil(seq / factor))
+    count = w.unflatten(-1, (groups, factor)).sum(-1)  # (..., seq')
     return (total / count.clamp(min=_EPS)).movedim(-1, dim)
 
 
-def pool_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
-    """(batch, seq) -> (batch, ceil(seq / factor)): a group is real if any of its tokens is.
+def pool_mask(mask: torch.Tensor, factor: int, separate_cls: bool = False) -> torch.Tensor:
+    """(batch, seq) -> (batch, seq'): a reduced position is real if any of its tokens is.
 
     Explained in book/04_distillation.ipynb.
     """
-    return downsample_mask(mask, factor).bool()  # the student's own rule, so the two agree
+    return downsample_mask(mask, factor, separate_cls).bool()  # the student's own rule
 
 
-def pool_attention(teacher_probs: torch.Tensor, factor: int,
-                   mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Average-pool attention maps (batch, heads, seq, seq) to the student's shorter sequence.
+def pool_attention(teacher_probs: torch.Tensor, factor: int, mask: torch.Tensor | None = None,
+                   separate_cls: bool = False, pool_keys: bool = True) -> torch.Tensor:
+    """Average-pool attention maps (batch, heads, seq, seq) to the student's reduced positions.
 
-    Keys: the mass of a group of ``factor`` keys is added up. Queries: the rows of a group are
-    averaged over its real tokens (``mask``, (batch, seq)). Rows are renormalised to sum to 1,
-    so the result is again a distribution over pooled keys; odd lengths round up (ceil), the
-    last group being shorter. Explained in book/04_distillation.ipynb.
+    Keys: the mass of a reduced position's keys is added up. Queries: its rows are averaged
+    over its real tokens (``mask``, (batch, seq)). Rows are renormalised to sum to 1, so the
+    result is again a distribution over keys. ``pool_keys=False`` leaves the keys full length:
+    the map of a pool-query-only unit, (batch, heads, seq', seq). Groups follow
+    ``pool_sequence``. Explained in book/04_distillation.ipynb.
     """
     if factor == 1:
         return teacher_probs
-    keys = pool_sequence(teacher_probs, factor, dim=-1, reduce="sum")  # (batch, heads, seq, seq/f)
+    pooled = teacher_probs  # (batch, heads, seq, seq)
+    if pool_keys:
+        pooled = pool_sequence(pooled, factor, -1, reduce="sum",
+                               separate_cls=separate_cls)  # (batch, heads, seq, seq')
     query_w = None if mask is None else mask[:, None, :, None].float()  # (batch, 1, seq, 1)
-    pooled = pool_sequence(keys, factor, dim=-2, weight=query_w)  # (batch, heads, seq/f, seq/f)
-    return pooled / pooled.sum(-1, keepdim=True).clamp(min=_EPS)  # (batch, heads, seq/f, seq/f)
+    pooled = pool_sequence(pooled, factor, -2, query_w,
+                           separate_cls=separate_cls)  # (batch, heads, seq', seq' or seq)
+    return pooled / pooled.sum(-1, keepdim=True).clamp(min=_EPS)  # (b, heads, seq', seq_k)
 
 
 def group_heads(teacher_probs: torch.Tensor, student_heads: int) -> torch.Tensor:
@@ -202,36 +209,44 @@ def layer_map(student_layers: int, teacher_layers: int, mode: str = "uniform") -
 
 
 def pooled_hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
-                      mask: torch.Tensor, factor: int = 1) -> torch.Tensor:
-    """``hidden_mse`` on groups of ``factor`` tokens, for units that run down-sampled.
+                      mask: torch.Tensor, factor: int = 1,
+                      separate_cls: bool = False) -> torch.Tensor:
+    """``hidden_mse`` per reduced position (``pool_sequence``), for units that run down-sampled.
 
-    Such a unit reports its state repeated over the tokens of each group, so it is compared
-    with the mean of the teacher's states over the same real tokens. Shapes (batch, seq,
-    hidden) and mask (batch, seq). Explained in book/04_distillation.ipynb.
+    Such a unit reports its state repeated over the tokens of each reduced position, so it is
+    compared with the mean of the teacher's states over the same real tokens. Shapes (batch,
+    seq, hidden) and mask (batch, seq). Explained in book/04_distillation.ipynb.
     """
     weight = mask[..., None].float()  # (batch, seq, 1)
-    student = pool_sequence(student_hidden.float(), factor, 1, weight)  # (batch, seq', hidden)
-    teacher = pool_sequence(teacher_hidden.float(), factor, 1, weight)  # (batch, seq', hidden)
-    return hidden_mse(student, teacher, pool_mask(mask, factor))
+    student = pool_sequence(student_hidden.float(), factor, 1, weight,
+                            separate_cls=separate_cls)  # (batch, seq', hidden)
+    teacher = pool_sequence(teacher_hidden.float(), factor, 1, weight,
+                            separate_cls=separate_cls)  # (batch, seq', hidden)
+    return hidden_mse(student, teacher, pool_mask(mask, factor, separate_cls))
 
 
 def attention_transfer(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor],
                        mask: torch.Tensor, factor: int = 1,
-                       mapping: Sequence[int] | None = None) -> torch.Tensor | None:
+                       mapping: Sequence[int] | None = None,
+                       separate_cls: bool = False) -> torch.Tensor | None:
     """Mean attention KL of each student unit against its teacher layer in ``mapping``.
 
     ``mapping`` defaults to ``layer_map``'s uniform one. Teacher maps (batch, t_heads, seq,
-    seq) are pooled ``factor`` times (the student's down-sampling) and grouped into the
-    student's heads; ``mask`` is the window's (batch, seq). None when the student has no maps
-    or their length still differs: such students learn from hidden states only.
+    seq) are pooled to the student's reduced positions (``pool_attention``; over queries only
+    where the student's map has full-length keys, a pool-query-only unit's) and grouped into
+    the student's heads; ``mask`` is the window's (batch, seq). None when the student has no
+    maps or their length still differs: such students learn from hidden states only.
     Explained in book/04_distillation.ipynb.
     """
-    small_mask = pool_mask(mask, factor)  # (batch, seq')
+    small_mask = pool_mask(mask, factor, separate_cls)  # (batch, seq')
     terms = []
     mapping = mapping or layer_map(len(student_maps), len(teacher_maps))
     for student_map, t in zip(student_maps, mapping, strict=True):
-        pooled = pool_attention(teacher_maps[t].float(), factor, mask)  # (b, t_heads, s', s')
-        pooled = group_heads(pooled, student_map.shape[1])  # (batch, heads, seq', seq')
+        teacher_map = teacher_maps[t].float()  # (batch, t_heads, seq, seq)
+        full_keys = student_map.shape[-1] == teacher_map.shape[-1]
+        pooled = pool_attention(teacher_map, factor, mask, separate_cls,
+                                pool_keys=not full_keys)  # (b, t_heads, seq', seq_k)
+        pooled = group_heads(pooled, student_map.shape[1])  # (batch, heads, seq', seq_k)
         if pooled.shape != student_map.shape:
             return None
         terms.append(attention_kl(student_map, pooled, small_mask))

@@ -85,11 +85,12 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
 
     ``hidden``: MSE of the projected final states against the teacher's last layer;
     ``units``: mean MSE of each transformer unit's output against its mapped teacher layer
-    (``losses.layer_map`` with ``mapping``), over groups of ``factor`` tokens when the unit
-    runs down-sampled; ``front``: MSE of the last unit below them (a WaLDORf conv unit)
-    against the teacher layer below the first mapped one; ``attention``: mean attention KL of
-    the mapped layers. Students without attention maps learn from hidden states only.
-    Explained in book/04_distillation.ipynb.
+    (``losses.layer_map`` with ``mapping``), per reduced position when the unit runs
+    down-sampled ``factor`` times (the student's ``ReducedLayout``, ``separate_cls`` read from
+    its config); ``front``: MSE of the last unit below them (a WaLDORf conv unit) against the
+    teacher layer below the first mapped one; ``attention``: mean attention KL of the mapped
+    layers (a pool-query-only unit's keys stay full length). Students without attention maps
+    learn from hidden states only. Explained in book/04_distillation.ipynb.
     """
     n_teacher = teacher.config.num_hidden_layers
     layers = tuple(range(-n_teacher, 0))  # hidden[i] is layer i's output; attention[i] its map
@@ -106,16 +107,18 @@ def intermediate_loss(teacher: nn.Module, factor: int, mapping: str = "uniform",
             parts["hidden"] = losses.hidden_mse(projected, t_states[-1], mask)
         core = getattr(model, "module", model)  # unwrap DistributedDataParallel
         below = getattr(core.student.config, "num_conv_layers", 0)  # units before the mapped
+        separate_cls = getattr(core.student.config, "separate_cls", False)  # [CLS] unmerged
         maps = out.attentions or ()
         units = losses.layer_map(len(maps), n_teacher, mapping)
         if units and "units" in terms:  # unit i reports hidden_states[below + 1 + i]
             per_unit = [losses.pooled_hidden_mse(states[below + 1 + i], t_states[t], mask,
-                                                 factor) for i, t in enumerate(units)]  # ()
+                                                 factor, separate_cls)
+                        for i, t in enumerate(units)]  # ()
             parts["units"] = torch.stack(per_unit).mean()
         if units and below and units[0] > 0 and "front" in terms:
             parts["front"] = losses.hidden_mse(states[below], t_states[units[0] - 1], mask)
-        attention = (losses.attention_transfer(maps, target["attentions"], mask, factor, units)
-                     if "attention" in terms else None)
+        attention = (losses.attention_transfer(maps, target["attentions"], mask, factor, units,
+                                               separate_cls) if "attention" in terms else None)
         if attention is not None:
             parts["attention"] = attention
         total = sum(parts.values())

@@ -12,6 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 DOWNSAMPLE_MODES = ("conv", "pool")
+FUNNEL_SWITCHES = ("pool_query_only", "separate_cls")  # written to dicts only when on
 
 
 @strict
@@ -50,6 +51,14 @@ class WaldorfConfig(PreTrainedConfig):
     num_transformer_layers: int = 4
     num_attention_heads: int = 12  # the teacher's (head size 32): maps compare head to head
     intermediate_size: int = 1536  # 4x hidden, as in BERT and the teacher
+    # --- Funnel-Transformer's shape switches (Dai et al., 2020); no-ops when downsample = 1 ---
+    # the first transformer unit after down-sampling takes its queries from the merged sequence
+    # but its keys and values from every token (the last conv unit's output), so merged pairs
+    # still read each token's detail; costs full-length K/V projections and scores in one unit
+    pool_query_only: bool = False
+    # [CLS] (position 0, the span head's "no answer") stays out of the merge: reduced sequence
+    # = [x_0] + merge(x_1 .. x_{n-1}), so the no-answer score never mixes with token 1
+    separate_cls: bool = False
     # --- after up-sampling: token-level detail meets pair-level context before the span head ---
     num_post_conv_layers: int = 1  # 0 = none; one cheap unit lets paired tokens disagree again
     # --- regularisation and initialisation (BERT's values) ---
@@ -57,6 +66,15 @@ class WaldorfConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+
+    def to_dict(self) -> dict:
+        """All fields, less the Funnel switches while they are off: a student built before they
+        existed keeps its dict, hence its artifact keys and the config.json it saves."""
+        out = super().to_dict()
+        for name in FUNNEL_SWITCHES:
+            if not out[name]:
+                del out[name]
+        return out
 
     def validate_architecture(self):
         """Reject shapes the modules cannot build, naming the offending fields."""

@@ -4,13 +4,14 @@ Reporting convention for distillation (``output_hidden_states`` / ``output_atten
 
 - ``hidden_states`` has ``1 + num_conv_layers + num_transformer_layers + num_post_conv_layers``
   entries: the embeddings' output, then each unit's output, all ``(batch, seq, hidden)``.
-  Transformer units that run on the down-sampled sequence are reported *up-sampled* by repeating
-  each reduced position ``downsample`` times (cropped to ``seq``), so every entry lines up token by
-  token with the teacher's hidden states. No skip connection is added to these reports.
-- ``attentions`` has one entry per transformer unit, ``(batch, heads, seq', seq')`` with
-  ``seq' = ceil(seq / downsample)``: the softmax probabilities before dropout. A reduced position
-  covers tokens ``[downsample * i, downsample * (i + 1))``; ``resampling.downsample_mask`` gives
-  its mask.
+  Transformer units that run on the down-sampled sequence are reported *up-sampled*, each reduced
+  position repeated over the tokens it covers, so every entry lines up token by token with the
+  teacher's hidden states. No skip connection is added to these reports.
+- ``attentions`` has one entry per transformer unit, the softmax probabilities before dropout:
+  ``(batch, heads, seq', seq')`` over the reduced sequence, whose tokens and mask
+  ``resampling.ReducedLayout`` and ``resampling.downsample_mask`` give (``seq' =
+  ceil(seq / downsample)``; ``1 + ceil((seq - 1) / downsample)`` with ``separate_cls``). With
+  ``pool_query_only`` the first unit's is ``(batch, heads, seq', seq)``: full-length keys.
 
 Explained in book/03_architecture.ipynb.
 """
@@ -28,7 +29,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, QuestionAnsweringModelOutput
 
 from waldorf.models.configuration_waldorf import WaldorfConfig
-from waldorf.models.resampling import WaldorfDownsample, WaldorfUpsample
+from waldorf.models.resampling import WaldorfDownsample, WaldorfUpsample, key_bias
 
 
 def depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
@@ -109,9 +110,10 @@ class WaldorfConvUnit(nn.Module):
 
 
 class WaldorfSelfAttention(nn.Module):
-    """Multi-head self-attention: fused QKV projection, SDPA kernel unless maps are requested.
+    """Multi-head attention: fused QKV projection, SDPA kernel unless maps are requested.
 
-    Explained in book/03_architecture.ipynb.
+    Queries come from ``x``; keys and values from ``source`` when given (pool-query-only: the
+    full-length sequence), else from ``x`` too. Explained in book/03_architecture.ipynb.
     """
 
     def __init__(self, config: WaldorfConfig):
@@ -122,22 +124,31 @@ class WaldorfSelfAttention(nn.Module):
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None, output_attentions: bool = False):
-        batch, seq, hidden = x.shape
-        qkv = self.qkv(x).view(batch, seq, 3, self.heads, self.head_size)  # (b, s, 3, heads, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_size)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None, output_attentions: bool = False,
+                source: torch.Tensor | None = None):
+        batch, seq, hidden = x.shape  # seq: queries; keys number seq_k (= seq without source)
+        if source is None:
+            qkv = self.qkv(x).view(batch, seq, 3, self.heads, self.head_size)  # (b, s, 3, h, d)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_size)
+        else:  # the fused weights' rows, applied apart: the parameters stay the teacher's layout
+            w, b = self.qkv.weight, self.qkv.bias  # (3 * hidden, hidden), (3 * hidden,)
+            q = F.linear(x, w[:hidden], b[:hidden]).view(batch, seq, self.heads, self.head_size)
+            q = q.transpose(1, 2)  # (batch, heads, seq, head_size)
+            kv = F.linear(source, w[hidden:], b[hidden:])  # (batch, seq_k, 2 * hidden)
+            kv = kv.view(batch, -1, 2, self.heads, self.head_size)  # (b, seq_k, 2, heads, d)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq_k, head_size)
         p = self.dropout_p if self.training else 0.0
         probs = None
         if output_attentions:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (b, heads, s, s)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (b, heads, s, s_k)
             if bias is not None:
-                scores = scores + bias  # (batch, heads, seq, seq)
-            probs = scores.softmax(dim=-1)  # (batch, heads, seq, seq)
+                scores = scores + bias  # (batch, heads, seq, seq_k)
+            probs = scores.softmax(dim=-1)  # (batch, heads, seq, seq_k)
             context = F.dropout(probs, p, self.training) @ v  # (batch, heads, seq, head_size)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # same
         context = context.transpose(1, 2).reshape(batch, seq, hidden)  # (batch, seq, hidden)
-        return self.output(context), probs  # (batch, seq, hidden), (b, heads, s, s) or None
+        return self.output(context), probs  # (batch, seq, hidden), (b, heads, s, s_k) or None
 
 
 class WaldorfFeedForward(nn.Module):
@@ -167,8 +178,9 @@ class WaldorfTransformerUnit(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None, output_attentions: bool = False):
-        h, probs = self.attention(x, bias, output_attentions)  # (batch, seq, hidden)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None, output_attentions: bool = False,
+                source: torch.Tensor | None = None):
+        h, probs = self.attention(x, bias, output_attentions, source)  # (batch, seq, hidden)
         x = self.attention_norm(x + self.dropout(h))  # (batch, seq, hidden)
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))  # (batch, seq, hidden)
         return x, probs
@@ -214,6 +226,7 @@ class WaldorfModel(WaldorfPreTrainedModel):
         self.conv_units = units(WaldorfConvUnit(config) for _ in range(config.num_conv_layers))
         resample = config.downsample > 1
         self.downsample = WaldorfDownsample(config) if resample else None
+        self.pool_query_only = config.pool_query_only and resample  # else plain self-attention
         self.transformer_units = units(
             WaldorfTransformerUnit(config) for _ in range(config.num_transformer_layers)
         )
@@ -258,12 +271,12 @@ class WaldorfModel(WaldorfPreTrainedModel):
         skip, small_mask = x, mask  # (batch, seq, hidden), (batch, seq, 1)
         if self.downsample is not None:
             x, small_mask = self.downsample(x, mask)  # (batch, seq', hidden), (batch, seq', 1)
-        bias = None
-        if small_mask is not None:
-            keys = small_mask.transpose(1, 2)[:, None]  # (batch, 1, 1, seq')
-            bias = (1.0 - keys) * torch.finfo(x.dtype).min  # (batch, 1, 1, seq')
-        for unit in self.transformer_units:
-            x, probs = unit(x, bias, keep_maps)  # (batch, seq', hidden)
+        bias = key_bias(small_mask, x.dtype)  # (batch, 1, 1, seq') or None
+        for i, unit in enumerate(self.transformer_units):
+            if i == 0 and self.pool_query_only:  # merged queries, every token's keys and values
+                x, probs = unit(x, key_bias(mask, x.dtype), keep_maps, source=skip)  # (b, s', h)
+            else:
+                x, probs = unit(x, bias, keep_maps)  # (batch, seq', hidden)
             states.append(self.upsample.stretch(x, seq) if self.upsample is not None else x)
             maps.append(probs)
         if self.upsample is not None:
