@@ -128,6 +128,8 @@ def _study(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="run profile (default: $WALDORF_PROFILE or cpu)")
     p.add_argument("--results", type=Path, default=None,
                    help="folder of the result files (default: the package's recorded studies)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run only these seeds of the study (default: all of them)")
 
 
 # name: (module that runs it, one-line help, argument definitions)

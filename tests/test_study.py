@@ -159,3 +159,29 @@ def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
     assert [c[:3] for c in calls] == [("distill", "teacher2", 7), ("gold", "waldorf", 7),
                                       ("distill", "waldorf", 7)]
     assert calls[2][3]["downsample"] == 1 and calls[2][3]["hidden_size"] == 64  # profile's kept
+
+
+def test_a_study_can_run_only_some_seeds(tiny_study, tmp_path):
+    calls = []
+
+    def score(name, run, profile):
+        calls.append(run.name)
+        return fake_result(name, run, profile)
+
+    paths = record_study(tiny_study, get_profile("smoke"), tmp_path, score=score, seeds=(42,))
+    assert calls == ["teacher-seed42", "waldorf-seed42"]
+    assert [p.name for p in paths] == ["teacher-seed42.json", "waldorf-seed42.json"]
+
+
+def test_the_model_table_counts_each_shape_and_names_its_recipe():
+    teacher = BertConfig(hidden_size=384, num_attention_heads=12, intermediate_size=1536,
+                         num_hidden_layers=6)
+    profile = get_profile("cpu")
+    names = ("cut1", "cut2", "gold-cut4", "waldorf")
+    table = study.model_table({m: study.build_study_model(m, teacher, profile) for m in names},
+                              384)
+    macs = table["GMACs, 384 tokens"]
+    assert macs["cut2"] == pytest.approx(2 * macs["cut1"], rel=0.02)  # a layer costs the same
+    assert table.loc["gold-cut4", "trained on"] == "gold labels only"
+    assert table.loc["cut1", "on the front"] == "yes"
+    assert table.loc["waldorf", "on the front"] == "no"

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +115,23 @@ def build_study_model(model: str, teacher_config: PretrainedConfig, profile: Pro
     return build_student(name, **(overrides if name == "waldorf" else {}))
 
 
+def model_table(models: dict, seq_len: int) -> pd.DataFrame:
+    """Parameters, multiply-accumulates for one ``seq_len``-token window, and recipe of each
+    study model (``build_study_model``'s). Explained in book/09_front.ipynb.
+    """
+    from waldorf.models import count_macs, count_parameters
+
+    rows = {}
+    for name, model in models.items():
+        recipe = _recipe(name)
+        rows[name] = {
+            "parameters (M)": count_parameters(model)["total"] / 1e6,
+            f"GMACs, {seq_len} tokens": count_macs(model.config, seq_len)["total"] / 1e9,
+            "trained on": "gold labels only" if recipe.gold_only else "the teacher (distilled)",
+            "on the front": "yes" if recipe.transformer_only else "no"}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def _recipe(model: str) -> Recipe:
     if model not in MODELS:
         raise UserError(f"unknown study model {model!r}; choose one of {sorted(MODELS)}")
@@ -201,8 +218,10 @@ def read_result(path: Path) -> dict:
 
 
 def record_study(name: str, profile: Profile | None = None, results: Path = RESULTS,
-              score: Callable[[str, Run, Profile], dict] = score_run) -> list[Path]:
-    """Run every missing run of study ``name``; the result files, finished ones included.
+                 score: Callable[[str, Run, Profile], dict] = score_run,
+                 seeds: Sequence[int] | None = None) -> list[Path]:
+    """Run every missing run of study ``name`` (only those of ``seeds``, if given); the result
+    files, finished ones included.
 
     Explained in book/04_distillation.ipynb.
     """
@@ -210,7 +229,7 @@ def record_study(name: str, profile: Profile | None = None, results: Path = RESU
         raise UserError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
     profile = profile or get_profile()
     folder = results / name / profile.name
-    runs = STUDIES[name]
+    runs = tuple(run for run in STUDIES[name] if seeds is None or run.seed in seeds)
     for index, run in enumerate(runs, 1):
         path = folder / f"{run.name}.json"
         if path.exists():
@@ -268,7 +287,7 @@ def run_study(args: argparse.Namespace) -> int:
     if not args.name:
         raise UserError("name a study (or --list them)")
     profile = get_profile(args.profile)
-    paths = record_study(args.name, profile, args.results or RESULTS)
+    paths = record_study(args.name, profile, args.results or RESULTS, seeds=args.seeds)
     documents = [read_result(path) for path in paths]
     print(seed_table(documents).round(2).to_string())
     return 0
