@@ -161,7 +161,7 @@ def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
     assert calls[2][3]["downsample"] == 1 and calls[2][3]["hidden_size"] == 64  # profile's kept
 
 
-def test_a_study_can_run_only_some_seeds(tiny_study, tmp_path):
+def test_a_study_can_run_only_some_seeds_and_models(tiny_study, tmp_path):
     calls = []
 
     def score(name, run, profile):
@@ -171,6 +171,9 @@ def test_a_study_can_run_only_some_seeds(tiny_study, tmp_path):
     paths = record_study(tiny_study, get_profile("smoke"), tmp_path, score=score, seeds=(42,))
     assert calls == ["teacher-seed42", "waldorf-seed42"]
     assert [p.name for p in paths] == ["teacher-seed42.json", "waldorf-seed42.json"]
+    calls.clear()
+    record_study(tiny_study, get_profile("smoke"), tmp_path, score=score, models=("teacher",))
+    assert calls == ["teacher-seed1"]  # seed 42's result exists: only the missing run trains
 
 
 def test_the_model_table_counts_each_shape_and_names_its_recipe():

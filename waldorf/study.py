@@ -219,9 +219,10 @@ def read_result(path: Path) -> dict:
 
 def record_study(name: str, profile: Profile | None = None, results: Path = RESULTS,
                  score: Callable[[str, Run, Profile], dict] = score_run,
-                 seeds: Sequence[int] | None = None) -> list[Path]:
-    """Run every missing run of study ``name`` (only those of ``seeds``, if given); the result
-    files, finished ones included.
+                 seeds: Sequence[int] | None = None,
+                 models: Sequence[str] | None = None) -> list[Path]:
+    """Run every missing run of study ``name`` (only those of ``seeds`` and ``models``, if
+    given); the result files, finished ones included.
 
     Explained in book/04_distillation.ipynb.
     """
@@ -229,7 +230,8 @@ def record_study(name: str, profile: Profile | None = None, results: Path = RESU
         raise UserError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
     profile = profile or get_profile()
     folder = results / name / profile.name
-    runs = tuple(run for run in STUDIES[name] if seeds is None or run.seed in seeds)
+    runs = tuple(run for run in STUDIES[name] if (seeds is None or run.seed in seeds)
+                 and (models is None or run.model in models))
     for index, run in enumerate(runs, 1):
         path = folder / f"{run.name}.json"
         if path.exists():
