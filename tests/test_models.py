@@ -389,6 +389,18 @@ def test_macs_scale_quadratically_for_attention_and_linearly_for_conv():
     assert no_resample["attention_scores"] == 4 * long["attention_scores"]
 
 
+def test_macs_of_the_funnel_switches_count_full_length_keys_and_the_lone_cls():
+    seq, hidden = 256, 384
+    base = count_macs(WaldorfConfig(), seq)
+    pq = count_macs(WaldorfConfig(pool_query_only=True), seq)
+    short = seq // 2
+    assert pq["attention_proj"] - base["attention_proj"] == 2 * (seq - short) * hidden * hidden
+    assert pq["attention_scores"] - base["attention_scores"] == 2 * short * short * hidden
+    assert pq["ffn"] == base["ffn"]  # the feed-forward still runs on merged positions
+    cls = count_macs(WaldorfConfig(separate_cls=True), seq)  # [CLS] alone: one more position
+    assert cls["ffn"] == base["ffn"] * (short + 1) // short
+
+
 def test_distilbert_style_student_copies_alternate_teacher_layers():
     torch.manual_seed(0)
     teacher_config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=6,

@@ -1,5 +1,7 @@
-"""waldorf.distill.report: margins over the floor, agreement, and the reduced teacher."""
+"""waldorf.distill.report: margins over the floor, agreement, and the reduced teacher; and the
+leaderboard files and floor margins of waldorf.metrics.report."""
 
+import json
 from types import SimpleNamespace
 
 import datasets
@@ -22,6 +24,7 @@ from waldorf.distill.report import (
     stage_table,
     windows_per_second,
 )
+from waldorf.metrics.report import floor_margins, leaderboard_predictions
 from waldorf.postprocess import QAPredictions
 
 
@@ -182,3 +185,22 @@ def test_stage_table_lists_every_stage_of_each_run_in_minutes():
     assert table.loc[("a", "stage 1"), "minutes"] == pytest.approx(1.0)
     assert table.loc[("gold", "gold labels"), "minutes"] == pytest.approx(0.5)
     assert table["steps"].dtype.kind == "i" and table["minutes"].dtype.kind == "f"  # rounds
+
+
+def test_leaderboard_predictions_keep_systems_that_answer_every_question(tmp_path):
+    (tmp_path / "official-scores.dev.json").write_text(json.dumps({"full": {}, "partial": {}}))
+    (tmp_path / "predictions-full.dev.json").write_text(json.dumps({"a": "x", "b": "", "c": "z"}))
+    (tmp_path / "predictions-partial.dev.json").write_text(json.dumps({"a": "x"}))
+    assert leaderboard_predictions(tmp_path, "dev", ["a", "b"]) == {"full": {"a": "x", "b": ""}}
+    assert leaderboard_predictions(tmp_path, "test", ["a"]) == {}  # no official scores there
+    assert leaderboard_predictions(None, "dev", ["a"]) == {}
+
+
+def test_floor_margins_judge_by_best_f1_where_there_are_no_answer_probabilities():
+    table = floor_margins({"model": {"f1": 45.0, "best_f1": 63.0},
+                           "answers only": {"f1": 80.0}}, floor=57.0)
+    assert table.loc["model", "judged by"] == "best_f1"
+    assert table.loc["model", "margin"] == pytest.approx(6.0)
+    assert table.loc["answers only", "judged by"] == "f1"
+    assert table.loc["answers only", "margin"] == pytest.approx(23.0)
+    assert np.isnan(table.loc["answers only", "forced_HasAns_f1"])

@@ -200,3 +200,16 @@ def test_window_kinds_follow_the_labels():
         "start_positions": [0, 7, 0, 0, 0, 3]})
     kinds = teacher.window_kinds(features).tolist()
     assert kinds == ["elsewhere", "answer", "elsewhere", "unanswerable", "unanswerable", "answer"]
+
+
+def test_null_score_gap_is_the_logit_of_na_prob_and_stays_finite():
+    gap = teacher.null_score_gap(np.array([0.5, 1 / (1 + np.exp(-2.0)), 0.0, 1.0]))
+    assert gap[:2] == pytest.approx([0.0, 2.0])
+    assert np.isfinite(gap).all() and gap[2] < -29 and gap[3] > 29
+
+
+def test_token_range_finds_the_tokens_a_character_span_overlaps():
+    offsets = np.array([[0, 4], [5, 9], [9, 12], [13, 17]])  # "Duke Will iam came"
+    assert teacher.token_range(offsets, 5, 12) == (1, 2)
+    assert teacher.token_range(offsets, 6, 7) == (1, 1)  # inside a word piece
+    assert teacher.token_range(offsets, 4, 5) is None  # the space between two tokens

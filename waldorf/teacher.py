@@ -277,3 +277,25 @@ def window_kinds(features: datasets.Dataset) -> np.ndarray:
     has_span = np.asarray(features["start_positions"]) > 0
     answerable = np.isin(ids, ids[has_span])
     return np.where(has_span, "answer", np.where(answerable, "elsewhere", "unanswerable"))
+
+
+def null_score_gap(na_prob: np.ndarray) -> np.ndarray:
+    """Null score minus best span score, recovered from ``na_prob`` (its sigmoid): the logit.
+
+    It spreads out what ``na_prob`` squeezes against 0 and 1; where float64 saturates
+    (``na_prob`` of exactly 0 or 1) it stops at about +-30. Explained in book/02_teacher.ipynb.
+    """
+    p = np.clip(np.asarray(na_prob, dtype=float), 1e-13, 1 - 1e-13)
+    return np.log(p) - np.log1p(-p)
+
+
+def token_range(offsets: np.ndarray, first: int, last: int) -> tuple[int, int] | None:
+    """The first and last token whose characters overlap ``[first, last)``, or None.
+
+    ``offsets``: (tokens, 2) character offsets, e.g. ``qa.span_probabilities``'s. It places a
+    gold answer or a predicted span on the token axis of a chart.
+    Explained in book/02_teacher.ipynb.
+    """
+    offsets = np.asarray(offsets)
+    inside = np.flatnonzero((offsets[:, 1] > first) & (offsets[:, 0] < last))
+    return (int(inside[0]), int(inside[-1])) if len(inside) else None

@@ -85,6 +85,7 @@ from waldorf.exercises import (  # noqa: E402, F401
     baselines,
     data_and_metric,
     distillation,
+    front,
     speed,
     student_shape,
     teacher,

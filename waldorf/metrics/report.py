@@ -9,7 +9,9 @@ Explained in book/01_data_and_metric.ipynb.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import json
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -144,3 +146,40 @@ def format_report(reports: Mapping[str, Mapping], metrics: Sequence[str] = METRI
                     **{name: cell(rep, name) for name in metrics}}
             for model, rep in reports.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def leaderboard_predictions(folder: Path | None, split: str,
+                            ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The answers of the leaderboard systems to the questions ``ids`` of ``split``.
+
+    They live in the offline data folder (``WALDORF_DATA_DIR``) as ``predictions-<system>.
+    <split>.json``, the systems named by ``official-scores.<split>.json``. Empty without the
+    folder; a system whose file misses one of ``ids`` (another split, a cut one) is left out.
+    Explained in book/01_data_and_metric.ipynb.
+    """
+    official = Path(folder) / f"official-scores.{split}.json" if folder else None
+    if official is None or not official.exists():
+        return {}
+    ids = list(ids)
+    systems = {}
+    for system in json.loads(official.read_text(encoding="utf-8")):
+        path = Path(folder) / f"predictions-{system}.{split}.json"
+        answers = json.loads(path.read_text(encoding="utf-8"))
+        if all(qid in answers for qid in ids):
+            systems[system] = {qid: answers[qid] for qid in ids}
+    return systems
+
+
+def floor_margins(scores: Mapping[str, Mapping], floor: float) -> pd.DataFrame:
+    """One row per model: its official scores and its margin over the all-no-answer ``floor``.
+
+    A model with no-answer probabilities is judged by ``best_f1``, one without (a leaderboard
+    file holds answers only) by its plain ``f1``; the ``judged by`` column says which.
+    Explained in book/02_teacher.ipynb.
+    """
+    columns = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "forced_HasAns_f1")
+    table = pd.DataFrame({name: {c: s.get(c, np.nan) for c in columns}
+                          for name, s in scores.items()}).T.astype(float)
+    table["judged by"] = np.where(table["best_f1"].notna(), "best_f1", "f1")
+    table["margin"] = table["best_f1"].fillna(table["f1"]) - floor
+    return table

@@ -9,12 +9,11 @@ Explained in book/03_architecture.ipynb.
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 from transformers import BertConfig
 
 from waldorf.models.configuration_waldorf import WaldorfConfig
+from waldorf.models.resampling import ReducedLayout
 
 PARAMETER_COMPONENTS = ("embeddings", "conv", "resample", "attention", "ffn", "head", "other")
 MAC_COMPONENTS = (
@@ -55,13 +54,18 @@ def count_macs(config: WaldorfConfig | BertConfig, seq_len: int) -> dict[str, in
     """Multiply-accumulates to encode one sequence of ``seq_len`` tokens, by component.
 
     Attention scores grow with ``seq_len**2``; everything else grows linearly. WaLDORf's
-    transformer units see ``ceil(seq_len / downsample)`` positions.
-    Explained in book/03_architecture.ipynb.
+    transformer units see the merged positions (``ReducedLayout``); with ``pool_query_only`` the
+    first of them projects keys and values at full length and scores every query against
+    every token. Explained in book/03_architecture.ipynb.
     """
     hidden = config.hidden_size
     macs = dict.fromkeys(MAC_COMPONENTS, 0)
     if isinstance(config, WaldorfConfig):
-        layers, short = config.num_transformer_layers, math.ceil(seq_len / config.downsample)
+        layers = config.num_transformer_layers
+        short = ReducedLayout(config.downsample, config.separate_cls).length(seq_len)
+        if config.pool_query_only and config.downsample > 1 and layers:
+            macs["attention_proj"] = 2 * (seq_len - short) * hidden * hidden  # K, V at full length
+            macs["attention_scores"] = 2 * short * (seq_len - short) * hidden  # longer key rows
         if config.factorized_embeddings:
             macs["embeddings"] = seq_len * config.embedding_size * hidden
         conv_units = config.num_conv_layers + config.num_post_conv_layers
@@ -73,8 +77,8 @@ def count_macs(config: WaldorfConfig | BertConfig, seq_len: int) -> dict[str, in
     else:
         kind = type(config).__name__
         raise TypeError(f"count_macs takes a WaldorfConfig or BertConfig, not {kind}")
-    macs["attention_proj"] = layers * short * 4 * hidden * hidden  # Q, K, V and output
-    macs["attention_scores"] = layers * 2 * short * short * hidden  # Q K^T and probs V
+    macs["attention_proj"] += layers * short * 4 * hidden * hidden  # Q, K, V and output
+    macs["attention_scores"] += layers * 2 * short * short * hidden  # Q K^T and probs V
     macs["ffn"] = layers * short * 2 * hidden * config.intermediate_size
     macs["head"] = seq_len * hidden * 2
     macs["total"] = sum(macs.values())
