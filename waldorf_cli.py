@@ -120,6 +120,12 @@ def _book(p: argparse.ArgumentParser) -> None:
                    help="the book's folder (default: the clone around the current folder)")
     p.add_argument("--path-output", type=Path, default=None,
                    help="run the copies and build into PATH instead of the book's own _build")
+    p.add_argument("--clean-outputs", action="store_true",
+                   help="only clean the committed notebooks' outputs (progress bars, local "
+                   "paths, warnings, CDN tags); execute and build nothing")
+    p.add_argument("--check", action="store_true",
+                   help="only report whether the committed book is one run: every chapter, "
+                   "artifact and recorded study made at one revision, the package unchanged since")
 
 
 def _study(p: argparse.ArgumentParser) -> None:

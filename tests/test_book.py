@@ -79,27 +79,31 @@ def test_find_root_walks_up_from_a_subfolder(tmp_path):
     assert book.find_root(tmp_path / "book") == tmp_path
 
 
-def test_progress_bars_keep_their_final_text():
-    ids = {"box": "b0", "pre": "p1", "bar": "f2", "post": "s3"}
-    children = [f"IPY_MODEL_{ids[k]}" for k in ("pre", "bar", "post")]
-    state = {
-        ids["box"]: {"model_name": "HBoxModel", "state": {"children": children}},
-        ids["pre"]: {"model_name": "HTMLModel", "state": {"value": "train: 100%"}},
-        ids["bar"]: {"model_name": "FloatProgressModel", "state": {"value": 8.0, "max": 8.0}},
-        ids["post"]: {"model_name": "HTMLModel",
-                      "state": {"value": "\u20078/8\u2007[00:01&lt;00:00]"}},
-        "slider": {"model_name": "FloatSliderModel", "state": {"value": 2.0}},
-    }
+def test_run_order_puts_summary_pages_after_the_chapters(tmp_path):
+    _write_toc(tmp_path, ["book/glance", "book/01_a", "book/02_b"])
+    for name in ("glance.ipynb", "01_a.ipynb", "02_b.ipynb"):
+        _notebook(tmp_path / "book" / name, "1")
+    notebooks = book.toc_notebooks(tmp_path)
+    assert [p.stem for p in notebooks] == ["glance", "01_a", "02_b"]  # toc order
+    assert [p.stem for p in book.run_order(notebooks, None)] == ["01_a", "02_b", "glance"]
+    assert [p.stem for p in book.run_order(notebooks, ["02"])] == ["02_b", "glance"]
+    assert [p.stem for p in book.run_order(notebooks, ["glance"])] == ["glance"]
+
+
+def test_the_clean_command_rewrites_only_notebooks_that_change(tmp_path, capsys):
+    _write_toc(tmp_path, ["book/01_noisy", "book/02_tidy"])
+    noisy = tmp_path / "book" / "01_noisy.ipynb"
     nb = nbformat.v4.new_notebook()
-    view = "application/vnd.jupyter.widget-view+json"
-    nb.cells = [nbformat.v4.new_code_cell("", outputs=[
-        nbformat.v4.new_output("display_data", {view: {"model_id": m}, "text/plain": "0%"})
-        for m in (ids["box"], "slider")])]
-    nb.metadata["widgets"] = {book.WIDGET_STATE: {"state": state}}
-    assert book.freeze_progress_bars(nb) == 1
-    bar, slider = (out["data"]["text/plain"] for out in nb.cells[0].outputs)
-    assert bar == "train: 100%|" + "\u2588" * 10 + "| 8/8 [00:01<00:00]"
-    assert slider == "0%"  # other widgets are left alone
+    nb.cells = [nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output(
+        "stream", name="stderr", text="Map: 100%|██████████| 83/83 [00:00<00:00, 2712.77it/s]\n")])]
+    nbformat.write(nb, noisy)
+    tidy = _notebook(tmp_path / "book" / "02_tidy.ipynb", "1")
+    before = tidy.stat().st_mtime_ns
+    args = argparse.Namespace(root=tmp_path, clean_outputs=True)  # `waldorf book --clean-outputs`
+    assert book.run_book(args) == 0
+    assert "cleaned 1 of 2 notebook(s)" in capsys.readouterr().out
+    assert tidy.stat().st_mtime_ns == before
+    assert "100%|" not in noisy.read_text()
 
 
 def test_a_failing_chapter_leaves_a_report_and_its_notebook_untouched(tmp_path):

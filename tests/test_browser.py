@@ -4,21 +4,23 @@ The book is built once (``test_book.build_book``, shared with the -W build test)
 
 - static checks, without a browser: every internal link, and every local script, stylesheet
   and image of every page, points at a file of the build (and at an ``id`` of it, for
-  ``#anchors``); every notebook page has a launch button for each service of ``_config.yml``'s
-  ``launch_buttons``; no page loads plotly.js from a CDN, and ``_static/`` holds the copy that
-  ships inside the installed ``plotly`` package (``waldorf/sphinx_plotly.py``);
+  ``#anchors``); no page loads a script or stylesheet from another host; every notebook page
+  has a launch button for each service of ``_config.yml``'s ``launch_buttons``; ``_static/``
+  holds the plotly.js and the MathJax that ship inside installed packages
+  (``waldorf/sphinx_plotly.py``);
 - in Chromium (selenium driving the Debian ``chromium`` and ``chromium-driver`` packages),
   offline: every host name fails to resolve, so a page passes only if it works without the
   network. A page fails on a JavaScript error, a ``console.error``, a local file that does not
-  load, any request for plotly.js from a CDN, a plotly figure without its drawn ``<svg>`` (or
-  fewer figures than the notebook's outputs), or a launch button missing from the page. A
-  failing page leaves screenshots in ``_build/browser-failures/``. Without Chromium or
-  selenium these tests skip, saying what to install.
+  load, any request to another host (a script from a CDN above all), a plotly figure without
+  its drawn ``<svg>`` (or fewer figures than the notebook's outputs), equations that MathJax
+  did not typeset, or a launch button missing from the page. A failing page leaves screenshots
+  in ``_build/browser-failures/``. Without Chromium or selenium these tests skip, saying what
+  to install.
 
-Ignored, on purpose: failed requests to other CDNs (MathJax typesets the equations, thebe's
-live code is loaded on a click; both need the network by design), and pydata-sphinx-theme's
-``console.error("Got invalid theme mode: . Resetting to auto.")``, which it writes on a
-reader's first visit (nothing stored yet) before switching to the automatic light/dark mode.
+Ignored, on purpose: pydata-sphinx-theme's ``console.error("Got invalid theme mode: .
+Resetting to auto.")``, which it writes on a reader's first visit (nothing stored yet) before
+switching to the automatic light/dark mode. Thebe's live code would load from a CDN, but only
+when a reader clicks its button, which no page does here.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class _Page(HTMLParser):
         self.ids: set[str] = set()
         self.links: list[str] = []  # <a href>
         self.assets: list[str] = []  # <script src>, <link href>, <img src>
+        self.loaded: list[str] = []  # what the browser fetches on its own: scripts, stylesheets
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {key: value for key, value in attrs if value is not None}
@@ -84,8 +87,12 @@ class _Page(HTMLParser):
             self.links.append(values["href"])
         elif tag in ("script", "img") and "src" in values:
             self.assets.append(values["src"])
+            if tag == "script":
+                self.loaded.append(values["src"])
         elif tag == "link" and "href" in values:
             self.assets.append(values["href"])
+            if "stylesheet" in (values.get("rel") or "") or values.get("as") == "script":
+                self.loaded.append(values["href"])
 
 
 @cache
@@ -113,6 +120,11 @@ def broken_references(html: Path, path: Path) -> list[str]:
             if unquote(parts.fragment) not in _parse(target).ids:
                 broken.append(f"{url} (no id {parts.fragment!r} in {target.name})")
     return broken
+
+
+def external_loads(path: Path) -> list[str]:
+    """The scripts and stylesheets of the page at ``path`` that come from another host."""
+    return [url for url in _parse(path).loaded if urlsplit(url).scheme or url.startswith("//")]
 
 
 def launch_urls(page: str) -> dict[str, str]:
@@ -154,6 +166,7 @@ def test_links_assets_and_launch_buttons(html, page):
     path = html / f"{page}.html"
     assert path.exists(), f"{page} is in the toc but the build has no {path.name}"
     problems = [f"broken: {ref}" for ref in broken_references(html, path)]
+    problems += [f"loads from another host: {url}" for url in external_loads(path)]
     problems += [f"no launch button: {key}"
                  for key in missing_launch_buttons(page, _parse(path).links)]
     assert not problems, f"{page}.html:\n  " + "\n  ".join(problems)
@@ -188,6 +201,39 @@ def test_plotly_js_comes_from_the_book_not_a_cdn(html):
         assert "cdn.plot.ly" not in text, f"{page}.html loads plotly.js from its CDN"
         loads = f'src="{"../" * page.count("/")}_static/{name}' in text
         assert loads == (expected_figures(page) > 0), f"{page}.html: plotly.js script tag"
+
+
+def test_mathjax_comes_from_the_book_not_a_cdn(html):
+    entry = html / "_static" / CONFIG["sphinx"]["config"]["mathjax_path"]
+    assert entry.read_bytes() == (sphinx_plotly.mathjax_es5() / entry.name).read_bytes()
+    fonts = html / "_static" / "mathjax" / "output" / "chtml" / "fonts"
+    assert any(fonts.rglob("*.woff")), "MathJax's fonts were not copied"
+    with_math = [page for page in PAGES if 'class="math' in (html / f"{page}.html").read_text()]
+    assert with_math, "no page has equations: the offline MathJax check would check nothing"
+    for page in with_math:
+        text = (html / f"{page}.html").read_text(encoding="utf-8")
+        assert f'src="{"../" * page.count("/")}_static/mathjax/tex-chtml.js' in text, page
+
+
+def test_the_page_check_flags_scripts_from_other_hosts(tmp_path):
+    page = tmp_path / "a.html"
+    page.write_text('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js">'
+                    '</script><script src="_static/local.js"></script><link rel="stylesheet" '
+                    'href="//fonts.example.org/x.css"><link rel="icon" href="https://x.org/i">')
+    assert external_loads(page) == ["https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js",
+                                    "//fonts.example.org/x.css"]
+
+
+def test_the_book_drops_its_machine_readable_outputs_but_keeps_their_text():
+    from waldorf import glance
+
+    assert glance.MIMETYPE.startswith(sphinx_plotly.DATA_PREFIX)
+    assert glance.TABLE_MIMETYPE.startswith(sphinx_plotly.DATA_PREFIX)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("record()", outputs=[nbformat.v4.new_output(
+        "display_data", {glance.MIMETYPE: {"value": 1.0}, "text/plain": "claim: 1.00x"})])]
+    kept = nbformat.reads(sphinx_plotly.drop_data_outputs(nbformat.writes(nb)), as_version=4)
+    assert kept.cells[0].outputs[0]["data"] == {"text/plain": "claim: 1.00x"}
 
 
 def test_cdn_script_tags_are_stripped_from_plotly_outputs(monkeypatch):
@@ -271,11 +317,30 @@ def drawn_figures(driver) -> list[bool]:
 
 
 def _is_problem(entry: dict) -> bool:
-    if entry["level"] != "SEVERE" or any(noise in entry["message"] for noise in NOISE):
-        return False
-    if entry.get("source") == "network" and entry["message"].startswith(("http://", "https://")):
-        return "plot.ly" in entry["message"]  # offline on purpose; plotly.js must be local
-    return True
+    """A severe console entry that is not known noise; offline, a request to another host fails
+    and logs one, so this also catches every script, stylesheet or font from a CDN."""
+    return entry["level"] == "SEVERE" and not any(noise in entry["message"] for noise in NOISE)
+
+
+# Requests the page made to anything but its own files, and equations left untypeset.
+REQUESTS_JS = """
+return performance.getEntriesByType('resource').map(function (e) { return e.name; })
+    .filter(function (url) { return !url.startsWith('file:') && !url.startsWith('data:'); });
+"""
+MATH_JS = """
+return [document.querySelectorAll('.math').length,
+        document.querySelectorAll('mjx-container').length];
+"""
+
+
+def untypeset_math(driver) -> int:
+    """How many equations of the page MathJax did not typeset, waiting up to FIGURE_TIMEOUT_S."""
+    deadline = time.monotonic() + FIGURE_TIMEOUT_S
+    equations, typeset = driver.execute_script(MATH_JS)
+    while typeset < equations and time.monotonic() < deadline:
+        time.sleep(0.2)
+        equations, typeset = driver.execute_script(MATH_JS)
+    return max(equations - typeset, 0)
 
 
 def _screenshots(driver, page: str, figures: list[bool]) -> Path:
@@ -297,8 +362,13 @@ def test_page_in_chromium(html, browser, page):
     browser.get_log("browser")  # drop what the previous page left
     browser.get((html / f"{page}.html").resolve().as_uri())
     figures = drawn_figures(browser)
+    untypeset = untypeset_math(browser)
     problems = [f"{e['source']}: {e['message']}" for e in browser.get_log("browser")
                 if _is_problem(e)]
+    problems += [f"requested from another host: {url}"
+                 for url in browser.execute_script(REQUESTS_JS)]
+    if untypeset:
+        problems.append(f"{untypeset} equation(s) not typeset by MathJax")
     expected = expected_figures(page)
     if len(figures) < expected:
         problems.append(f"{len(figures)} plotly figures on the page, {expected} in the notebook")

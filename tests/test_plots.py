@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import IPython.display
+import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
@@ -45,8 +46,24 @@ def test_term_curves_draw_each_model_in_one_colour_and_skip_missing_terms():
     fig = plots.term_curves(histories, [("stage 1", "x"), ("stage 1", "y")], "t")
     by_name = {}
     for trace in fig.data:
-        by_name.setdefault(trace.name, set()).add(trace.line.color)
+        by_name.setdefault(trace.legendgroup, set()).add(trace.line.color)
     assert all(len(colours) == 1 for colours in by_name.values())  # one colour per model
     assert by_name["a"] != by_name["b"]
-    assert list(fig.data[1].y) == [2.0, 1.0] and len(fig.data[3].y) == 0  # "b" logs no "y"
+    raw_y, smooth_y = (t for t in fig.data if t.legendgroup == "a" and t.xaxis == "x2")
+    assert list(raw_y.y) == [2.0, 1.0] and raw_y.opacity == plots.RAW_OPACITY
+    assert list(smooth_y.y) == list(plots.ema([2.0, 1.0]))
+    assert all(len(t.y) == 0 for t in fig.data if t.legendgroup == "b" and t.xaxis == "x2")
     assert fig.layout.yaxis.type == "log"
+
+
+def test_loss_curves_show_the_moving_average_over_faint_raw_values():
+    noisy = [4.0, 1.0, 4.0, 1.0, 4.0, 1.0, 4.0, 1.0]
+    smoothed = plots.ema(noisy, span=3)  # weight 0.5 on the newest value
+    assert smoothed[0] == 4.0  # starts at the first value, not pulled towards 0
+    assert smoothed[1] == (0.5 * 4.0 + 1.0) / 1.5  # weights 0.5, 1 over their sum
+    assert np.ptp(smoothed[4:]) < np.ptp(noisy[4:]) / 2  # the zig-zag is damped
+    fig = plots.add_smoothed(go.Figure(), list(range(8)), noisy, "student", "#123456")
+    raw, main = fig.data
+    assert raw.line.color == main.line.color == "#123456"
+    assert raw.opacity < 0.5 and main.opacity is None and not raw.showlegend
+    assert list(main.y) == list(plots.ema(noisy)) and main.name == "student"

@@ -12,7 +12,6 @@ in ``_build/reports/``. Explained in book/intro.md.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from waldorf.config import DATA_ENV, PROFILE_ENV, PROFILES
 from waldorf.errors import UserError
+from waldorf.outputs import clean_committed, clean_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDED_PROFILE = "cpu"  # the profile whose run the committed notebooks carry
@@ -31,8 +31,6 @@ RECORDED_PROFILE = "cpu"  # the profile whose run the committed notebooks carry
 NOT_COPIED = shutil.ignore_patterns(".*", "_build", "tests", "waldorf", "scripts", "artifacts",
                                     "runs", "*.egg-info", "__pycache__")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -95,39 +93,18 @@ def select_chapters(notebooks: list[Path], chapters: list[str] | None) -> list[P
     return [nb for nb in notebooks if any(nb.name.startswith(c) for c in chapters)]
 
 
-TQDM_PARTS = ["HTMLModel", "FloatProgressModel", "HTMLModel"]  # prefix, bar, suffix
+# Pages that read the chapters' outputs (book/glance.ipynb): executed after every chapter.
+SUMMARIES = ("glance",)
 
 
-def _widget_text(widgets: dict, model_id: str) -> str | None:
-    """Final text of a tqdm bar from saved widget state; None for any other widget."""
-    model = widgets.get(model_id, {})
-    ids = [c.removeprefix("IPY_MODEL_") for c in model.get("state", {}).get("children", [])]
-    parts = [widgets.get(i, {}) for i in ids]
-    if model.get("model_name") != "HBoxModel" or [p.get("model_name") for p in parts] != TQDM_PARTS:
-        return None
-    prefix, progress, suffix = (part["state"] for part in parts)
-    filled = round(10 * progress.get("value", 0) / (progress.get("max") or 1))
-    bar = "\u2588" * filled + " " * (10 - filled)
-    text = f"{prefix.get('value', '')}|{bar}|{suffix.get('value', '')}"
-    return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " ")
+def run_order(notebooks: list[Path], chapters: list[str] | None) -> list[Path]:
+    """The chosen chapters in toc order, then every summary page, whatever its toc position.
 
-
-def freeze_progress_bars(nb) -> int:
-    """Replace each progress bar's text with its final state; return how many were replaced.
-
-    A widget output keeps the text of its first frame ("0%"), which is all that a reader of the
-    saved notebook or of the HTML book would see. Explained in book/intro.md.
+    Explained in book/intro.md.
     """
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-    frozen = 0
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            text = _widget_text(state, view.get("model_id", "")) if view else None
-            if text is not None:
-                output["data"]["text/plain"] = text
-                frozen += 1
-    return frozen
+    summaries = [nb for nb in notebooks if nb.stem in SUMMARIES]
+    chosen = select_chapters(notebooks, chapters)
+    return [nb for nb in chosen if nb not in summaries] + summaries
 
 
 def _write_report(path: Path, nb, error: Exception, reports: Path) -> Path:
@@ -181,7 +158,7 @@ def execute_notebook(path: Path, profile: str, timeout: int | None, reports: Pat
             os.environ.pop(PROFILE_ENV, None)
         else:
             os.environ[PROFILE_ENV] = previous
-    freeze_progress_bars(nb)
+    clean_outputs(nb)
     nbformat.write(nb, path)
     return (time.time() - started) / 60
 
@@ -258,11 +235,20 @@ def run_book(args: argparse.Namespace) -> int:
     Explained in book/intro.md.
     """
     root = find_root(args.root)
+    if getattr(args, "clean_outputs", False):
+        return clean_committed(toc_notebooks(root))
+    if getattr(args, "check", False):
+        from waldorf.release import check, format_check
+        from waldorf.study import RESULTS
+
+        rows, clean = check(root, toc_notebooks(root), RESULTS)
+        print(format_check(rows, clean))
+        return 0 if clean else 1
     source, output = plan(args, root)
     reports = output / "_build" / "reports"
     summary = []
     if not args.no_execute:
-        notebooks = select_chapters(toc_notebooks(source), args.chapters)
+        notebooks = run_order(toc_notebooks(source), args.chapters)
         where = "in place (--record)" if source == root else f"on copies in {source}"
         print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile {where}")
         note = data_note(args.profile)
@@ -290,3 +276,4 @@ def run_book(args: argparse.Namespace) -> int:
         return done.returncode
     print(f"Book ready: {output / '_build' / 'html' / 'index.html'}")
     return 0
+

@@ -21,6 +21,8 @@ from plotly.subplots import make_subplots
 RENDERER = "notebook_connected"
 TEMPLATE = "plotly_white"
 HEIGHT = 420  # pixels; the width follows the page
+SMOOTHING_SPAN = 10  # logged rows averaged by a loss curve's moving average (ema)
+RAW_OPACITY = 0.25  # the faint raw line under a smoothed curve
 
 # Figures made with plotly.express after importing this module get the template too.
 pio.templates.default = TEMPLATE
@@ -67,9 +69,39 @@ def span_bars(fig: go.Figure, probs: dict, row: int | None = None, col: int | No
     return fig
 
 
+def ema(values: Sequence[float], span: int = SMOOTHING_SPAN) -> np.ndarray:
+    """Exponential moving average with weight ``2 / (span + 1)`` on the newest value, corrected
+    for its start (the first value is itself, not pulled towards 0). Explained in
+    book/05_baselines.ipynb.
+    """
+    alpha, level, weight = 2 / (span + 1), 0.0, 0.0
+    smoothed = np.empty(len(values))
+    for i, value in enumerate(values):
+        level = (1 - alpha) * level + alpha * value
+        weight = (1 - alpha) * weight + alpha
+        smoothed[i] = level / weight
+    return smoothed
+
+
+def add_smoothed(fig: go.Figure, steps: Sequence[float], values: Sequence[float], name: str,
+                 color: str, showlegend: bool = True, row: int | None = None,
+                 col: int | None = None) -> go.Figure:
+    """Add a per-step loss curve: the raw values as a faint line, their :func:`ema` as the main
+    line, both in ``color``. Batch-to-batch noise hides the trend of a raw loss; the faint line
+    keeps that noise in sight. Explained in book/05_baselines.ipynb.
+    """
+    fig.add_scatter(x=steps, y=values, mode="lines", name=f"{name} (raw)", legendgroup=name,
+                    line=dict(color=color, width=1), opacity=RAW_OPACITY, showlegend=False,
+                    hoverinfo="skip", row=row, col=col)
+    fig.add_scatter(x=steps, y=ema(values), mode="lines", name=name, legendgroup=name,
+                    line=dict(color=color), showlegend=showlegend, row=row, col=col)
+    return fig
+
+
 def term_curves(histories: dict[str, dict], terms: Sequence[tuple[str, str]],
                 title: str) -> go.Figure:
-    """One panel per logged loss term, one line (one colour in every panel) per model, log scale.
+    """One panel per logged loss term, one colour per model in every panel, log scale: each
+    model's smoothed curve over its faint raw values (:func:`add_smoothed`).
 
     ``histories``: model name -> stage name -> ``train.History``; ``terms``: (stage, term) pairs
     naming a part of the stage's logged loss. A model without the term has no line in its panel.
@@ -79,9 +111,8 @@ def term_curves(histories: dict[str, dict], terms: Sequence[tuple[str, str]],
     for color, (name, stages) in zip(qualitative.Plotly, histories.items(), strict=False):
         for col, (stage, term) in enumerate(terms, start=1):
             rows = [row for row in stages[stage].rows if term in row["parts"]]
-            fig.add_scatter(x=[row["step"] for row in rows], y=[row["parts"][term] for row in rows],
-                            mode="lines", name=name, legendgroup=name, line=dict(color=color),
-                            showlegend=col == 1, row=1, col=col)
+            add_smoothed(fig, [row["step"] for row in rows], [row["parts"][term] for row in rows],
+                         name, color, showlegend=col == 1, row=1, col=col)
             fig.update_xaxes(title_text="optimizer step", row=1, col=col)
     fig.update_yaxes(type="log")
     fig.update_layout(title=title)

@@ -1,4 +1,4 @@
-"""Sphinx extension: the HTML book serves plotly.js from its own ``_static/`` folder.
+"""Sphinx extension: the HTML book serves plotly.js and MathJax from its own ``_static/`` folder.
 
 The chapters show their figures with plotly's ``notebook_connected`` renderer
 (``waldorf.plots.show``), whose outputs load plotly.js, and MathJax, from public CDNs: right in
@@ -12,6 +12,11 @@ build time this extension
   a CDN (the committed notebook outputs stay as they are; no figure of the book uses LaTeX);
 - drops the notebooks' ipywidgets state, an inert JSON blob (about 100 KB a page, holding more
   CDN tags) that nothing reads while ``nb_ipywidgets_js`` is empty, as it is in ``_config.yml``;
+- copies MathJax 3 (the ``es5`` build that the ``django-static-mathjax`` package ships; it
+  needs no Django) into ``_static/mathjax/`` when ``mathjax_path`` names a file there, as
+  ``_config.yml`` does, so equations render offline too; a missing package stops the build;
+- drops the book's machine-readable outputs (``application/vnd.waldorf.*``, the numbers that
+  :mod:`waldorf.glance` collects) before myst-nb reads a notebook: their text form shows;
 - writes each inline ``<script>`` once: Sphinx 7.4 repeats those that an extension adds after
   the builder started (sphinx-thebe's ``const THEBE_JS_URL = ...``, whose second copy throws
   "Identifier 'THEBE_JS_URL' has already been declared" on every page).
@@ -23,6 +28,7 @@ book/intro.md.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -32,6 +38,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+DATA_PREFIX = "application/vnd.waldorf."  # waldorf.glance's JSON outputs, for code not pages
 FIGURE_MARK = "plotly-graph-div"  # the class of every figure's <div> in plotly's HTML output
 
 # <script ... src="https://cdn.plot.ly/plotly-4.1.1.min.js" ...></script>, and the same for
@@ -96,6 +103,54 @@ def unique_scripts(scripts: list[Any]) -> list[Any]:
     return kept
 
 
+MATHJAX_FOLDER = "mathjax"  # under _static/; _config.yml's mathjax_path points into it
+
+
+def mathjax_es5() -> Path:
+    """The folder of MathJax 3's browser build (``tex-chtml.js``, its fonts and extensions)
+    inside the installed ``django-static-mathjax`` package. Explained in book/intro.md.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    if spec and spec.origin:
+        folder = Path(spec.origin).parent / "static" / "mathjax" / "es5"
+        if (folder / "tex-chtml.js").is_file():
+            return folder
+    raise FileNotFoundError("MathJax 3 for the book's offline equations is missing: "
+                            "pip install django-static-mathjax (in the book extra)")
+
+
+def _copy_mathjax(app: Sphinx) -> None:
+    path = app.config.mathjax_path
+    if app.builder.format != "html" or "//" in path or not path.startswith(f"{MATHJAX_FOLDER}/"):
+        return
+    source, target = mathjax_es5(), Path(app.outdir) / "_static" / MATHJAX_FOLDER
+    entry = Path(path).relative_to(MATHJAX_FOLDER)
+    copied = target / entry
+    if not copied.exists() or copied.read_bytes() != (source / entry).read_bytes():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def drop_data_outputs(notebook: str) -> str:
+    """A notebook's JSON text without the ``DATA_PREFIX`` mimetypes of its outputs.
+
+    Explained in book/glance.ipynb.
+    """
+    nb = json.loads(notebook)
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            for mime in [m for m in data if m.startswith(DATA_PREFIX)]:
+                del data[mime]
+    return json.dumps(nb, indent=1, ensure_ascii=False)
+
+
+def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    if DATA_PREFIX in source[0] and str(app.env.doc2path(docname)).endswith(".ipynb"):
+        source[0] = drop_data_outputs(source[0])
+
+
 def _copy_plotly_js(app: Sphinx) -> None:
     if app.builder.format != "html":
         return
@@ -139,6 +194,8 @@ def setup(app: Sphinx) -> dict[str, Any]:
     """Register the extension with Sphinx. Explained in book/intro.md."""
     app.setup_extension("myst_nb")  # nb_ipywidgets_js and the widget state come from myst-nb
     app.connect("builder-inited", _copy_plotly_js)
+    app.connect("builder-inited", _copy_mathjax)
+    app.connect("source-read", _source_read)
     app.connect("doctree-resolved", _rewrite_outputs)
     app.connect("html-page-context", _page_assets, priority=900)  # after myst-nb's (500)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
