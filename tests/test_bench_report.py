@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from waldorf.bench import PRESETS
 from waldorf.bench_report import (
     PAPER_SPEEDUPS,
+    chapter_settings,
     compare_macs,
     environment,
     format_table,
@@ -148,3 +150,15 @@ def test_pair_speedups_divide_median_times_per_batch_size_and_skip_missing_model
     rows = pair_speedups(results, 384)
     assert rows == [{"faster model": "tinybert4", "than": "bert_base",
                      "paper": pytest.approx(9.13 / 1.24), "batch 1": 6.0, "batch 32": 6.0}]
+
+
+def test_chapter_settings_take_the_full_preset_on_a_gpu_and_shrink_every_measurement_on_smoke():
+    cpu, gpu = chapter_settings("cpu", "cpu"), chapter_settings("gpu", "cuda")
+    smoke = chapter_settings("smoke", "cpu")
+    assert cpu["preset"] == "paper" and cpu["seq_lens"] == PRESETS["paper"].seq_lens
+    assert gpu["preset"] == "full" and gpu["seq_lens"] == PRESETS["full"].seq_lens
+    assert smoke.keys() == cpu.keys() and smoke["preset"] == "smoke"
+    assert smoke["baseline_overrides"]["hidden_size"] == 64 and not cpu["baseline_overrides"]
+    assert max(smoke["seq_lens"]) < min(cpu["seq_lens"])
+    assert smoke["timing"].max_repeats == 3 and smoke["dev_questions"] < cpu["dev_questions"]
+    assert "compile" in cpu["deploy_paths"] and "compile" not in smoke["deploy_paths"]

@@ -270,3 +270,44 @@ def format_table(doc: dict) -> str:
             f"{_num(s['vs_tinybert4']):>14}{_num(s['paper_vs_tinybert4']):>9}"
             f"{_num(s['waldorf_speedup']):>11}{_num(s['paper_waldorf_speedup']):>9}")
     return "\n".join(lines)
+
+
+def chapter_settings(profile_name: str, device: str) -> dict:
+    """What the speed chapter measures on a profile, so its numbers can be read next to it.
+
+    On a CUDA ``device`` the ``full`` preset (lengths 128 to 512), else the ``paper`` preset
+    (length 384), plus the sizes of the chapter's length sweep, block profile, deployment paths
+    and dev-set agreement. ``smoke`` shrinks every baseline to a width of 64 and every
+    measurement to a few runs, so that CI runs each of them in seconds; ``preset`` is the
+    label the results document carries. Explained in book/07_speed.ipynb.
+    """
+    # imported here: waldorf.bench and waldorf.deploy import this module
+    from waldorf.bench import PRESETS, Timing
+    from waldorf.deploy import DEPLOY_PATHS
+
+    preset = "full" if device == "cuda" else "paper"
+    settings = dict(
+        preset=preset, models=PRESETS[preset].models, seq_lens=PRESETS[preset].seq_lens,
+        batch_sizes=PRESETS[preset].batch_sizes, timing=PRESETS[preset].timing,
+        baseline_overrides={},  # the real shapes
+        sweep_models=("waldorf", "tinybert4", "teacher", "bert_base"),
+        sweep_lens=(128, 256, 384, 512),
+        sweep_timing=Timing(warmup=1, min_repeats=5, max_repeats=40, cell_budget_s=3.0),
+        profile_len=384, profile_repeats=20,
+        deploy_models=("waldorf", "tinybert4"), deploy_paths=DEPLOY_PATHS, deploy_len=384,
+        deploy_timing=Timing(warmup=2, min_repeats=5, max_repeats=60, cell_budget_s=5.0),
+        compile_backend="inductor",
+        dev_paths=("eager_fp32", "bf16_autocast", "int8_dynamic", "onnxruntime"),
+        dev_questions=200,
+    )
+    if profile_name == "smoke":
+        few = Timing(warmup=1, min_repeats=3, max_repeats=3, cell_budget_s=0.0)
+        settings.update(
+            preset="smoke", seq_lens=(32,), batch_sizes=(1, 4), timing=few,
+            baseline_overrides=dict(hidden_size=64, num_attention_heads=2, intermediate_size=128),
+            sweep_models=("waldorf", "tinybert4"), sweep_lens=(16, 32, 64), sweep_timing=few,
+            profile_len=32, profile_repeats=5,
+            deploy_paths=("eager_fp32", "bf16_autocast", "int8_dynamic"), deploy_len=32,
+            deploy_timing=few, dev_questions=8,
+        )
+    return settings
