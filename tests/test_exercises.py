@@ -1,5 +1,5 @@
 """The exercise framework and the checkers of chapters 1-4: right answers pass, the usual wrong
-ones fail with a hint that names the slip (chapters 5-8: tests/test_exercises_5_8.py)."""
+ones fail with a hint that names the slip (chapters 5-9: tests/test_exercises_5_9.py)."""
 
 import math
 

@@ -27,6 +27,9 @@ class Verdict:
     def __str__(self) -> str:
         return ("✔ right: " if self.ok else "✘ not yet: ") + self.message
 
+    def _ipython_display_(self) -> None:
+        """``check`` has printed the verdict already: a cell ending in it shows it once."""
+
 
 @dataclass(frozen=True)
 class Exercise:

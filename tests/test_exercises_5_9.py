@@ -1,4 +1,4 @@
-"""Tests of the exercises of chapters 5 to 8: for every exercise a right answer, made by hand,
+"""Tests of the exercises of chapters 5 to 9: for every exercise a right answer, made by hand,
 passes, and the usual wrong answers fail with a hint that names what went wrong."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from waldorf.exercises.ablations import PRACTICE_INTERVALS, interval_verdict
 from waldorf.exercises.speed import TIMINGS_MS
 
 CHAPTERS = ("book/05_baselines.ipynb", "book/06_ablations.ipynb", "book/07_speed.ipynb",
-            "book/08_student_shape.ipynb")
+            "book/08_student_shape.ipynb", "book/09_front.ipynb")
 
 RIGHT = {
     "5.1": {"top": [2, 3, 4, 5], "uniform": [1, 2, 4, 5]},
@@ -24,6 +24,8 @@ RIGHT = {
     "8.1": torch.tensor([[1, 1, 1, 0]]),
     "8.2": {"attention_scores": 4, "ffn": 2},
     "8.3": {"position": 3, "partner": 6},
+    "9.1": ["d1", "d2", "d3", "d5"],  # each more accurate than every faster one
+    "9.2": False,  # fast enough, but the forced HasAns F1 interval lies below zero
 }
 
 # exercise id, a typical wrong answer, a word the hint must contain
@@ -49,6 +51,9 @@ WRONG = [
     ("8.2", {"attention_scores": 4, "ffn": 4}, "linearly"),
     ("8.3", {"position": 3, "partner": 8}, "tokens 6 and 7"),
     ("8.3", {"position": 7, "partner": 6}, "from 0"),
+    ("9.1", ["d1", "d2", "d3", "d4", "d5"], "d4: a faster student"),
+    ("9.1", ["d5", "d3", "d2", "d1"], "fastest first"),
+    ("9.2", True, "both halves"),
 ]
 
 
@@ -58,7 +63,7 @@ def comparison(low: float, high: float) -> dict:
             "difference": (low + high) / 2, "difference_ci": [low, high], "n": 200}
 
 
-def test_every_exercise_of_chapters_5_to_8_has_a_right_answer_here():
+def test_every_exercise_of_chapters_5_to_9_has_a_right_answer_here():
     ids = {i for i, e in EXERCISES.items() if e.chapter in CHAPTERS}
     assert ids == set(RIGHT) | {"6.2"}
 
