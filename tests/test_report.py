@@ -18,12 +18,14 @@ from waldorf.distill.report import (
     boundary_hits,
     decisions,
     difference_lines,
-    goal_verdicts,
     margin_table,
     recorded_margins,
+    scores_on_test,
     stage_table,
+    verdict_lines,
     windows_per_second,
 )
+from waldorf.metrics import QuestionScores
 from waldorf.metrics.report import floor_margins, leaderboard_predictions
 from waldorf.postprocess import QAPredictions
 
@@ -40,15 +42,6 @@ def test_margin_table_shares_of_the_teacher_margin():
     assert table.loc["student", "share of teacher margin (%)"] == pytest.approx(50.0)
     assert table.loc["teacher", "forced_HasAns_f1"] == pytest.approx(70.0)
     assert np.isnan(table.loc["student", "best_exact"])  # not given: reported as missing
-
-
-def test_goal_verdicts_compare_each_student_with_the_goal():
-    table = margin_table({"teacher": {"best_f1": 67.0}, "close": {"best_f1": 64.6},
-                          "far": {"best_f1": 60.0}}, floor=57.0)
-    assert goal_verdicts(table) == [
-        "close: keeps 76% of the teacher's margin (meets the goal of 75%)",
-        "far: keeps 30% of the teacher's margin (BELOW the goal of 75%)"]
-    assert goal_verdicts(table, ["far"]) == [goal_verdicts(table)[1]]
 
 
 def test_recorded_margins_measure_from_the_splits_all_no_answer_floor():
@@ -204,3 +197,45 @@ def test_floor_margins_judge_by_best_f1_where_there_are_no_answer_probabilities(
     assert table.loc["answers only", "judged by"] == "f1"
     assert table.loc["answers only", "margin"] == pytest.approx(23.0)
     assert np.isnan(table.loc["answers only", "forced_HasAns_f1"])
+
+
+def _scores(f1: np.ndarray) -> QuestionScores:
+    n = len(f1)
+    ones = np.ones(n, dtype=bool)
+    return QuestionScores([f"q{i}" for i in range(n)], has_answer=ones, na_prob=np.zeros(n),
+                          answered=ones, exact=f1, f1=f1, exact_at_threshold=f1,
+                          f1_at_threshold=f1, forced_f1=f1, predicted=ones, threshold=1.0)
+
+
+def test_verdict_lines_state_each_paired_difference_with_its_verdict():
+    good = _scores((np.arange(300) % 10 < 7).astype(float))
+    worse = _scores(np.where(np.arange(300) < 90, 0.0, good.f1))
+    lines = verdict_lines({"student": good, "control": worse, "twin": good},
+                          [("student", "control"), ("student", "twin")], metrics=("f1",))
+    assert lines[0].startswith("f1: student minus control: +") and lines[0].endswith(
+        "-> student ahead")
+    assert lines[1] == "f1: student minus twin: +0.00 [+0.00, +0.00] -> within noise"
+
+
+def test_scores_on_test_choose_on_dev_then_score_test(monkeypatch):
+    from waldorf.distill import report
+
+    calls = []
+
+    class Run:
+        def __init__(self, name):
+            self.name = name
+
+        def load(self):
+            return self.name, "tokenizer"
+
+    def protocol(model, tokenizer, profile, dev, test):
+        calls.append((model, dev, test))
+        return f"{model} test scores", f"{model} dev predictions"
+
+    monkeypatch.setattr(report, "protocol_scores", protocol)
+    scores, dev_predictions = scores_on_test({"a": Run("A"), "b": Run("B")}, "tok", None, "dev",
+                                          "test")
+    assert scores == {"a": "A test scores", "b": "B test scores"}
+    assert dev_predictions["b"] == "B dev predictions"
+    assert calls == [("A", "dev", "test"), ("B", "dev", "test")]

@@ -1,13 +1,18 @@
 """How close a student came to its teacher: margins over the all-no-answer floor and agreement.
 
-SQuAD 2.0 dev splits reward never answering with the share of unanswerable questions (57.1 F1
-on the offline ``dev.json``), so a model is judged by its *margin* over that floor, and a
-student by the share of the teacher's margin it keeps. Explained in book/04_distillation.ipynb.
+SQuAD 2.0 splits reward never answering with the share of unanswerable questions (57.1 F1 on
+the offline ``dev.json``), so the development tables show each model's *margin* over that floor
+and the share of the teacher's margin a student keeps, as description. Verdicts come from the
+test split: ``scores_on_test`` applies the protocol (threshold chosen on dev, test scored once) and
+``verdict_lines`` states each comparison with its interval. Explained in
+book/04_distillation.ipynb.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -19,12 +24,12 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from waldorf.bench import Timing, measure_group
 from waldorf.bench_report import summarise
 from waldorf.distill.losses import pool_mask, pool_sequence
-from waldorf.metrics import normalize_answer, squad_evaluate
+from waldorf.metrics import QuestionScores, compare, normalize_answer, squad_evaluate
 from waldorf.postprocess import QAPredictions
-from waldorf.qa import predict_logits
+from waldorf.qa import predict_logits, protocol_scores
 
-GOAL_SHARE = 75.0  # the book's goal: a distilled student keeps at least 75% of the margin
-
+if TYPE_CHECKING:
+    from waldorf.config import Profile
 
 def margin_table(scores: dict[str, dict], floor: float, teacher: str = "teacher") -> pd.DataFrame:
     """One row per model: ``best_f1``, its margin over ``floor``, the share of the teacher's
@@ -78,19 +83,35 @@ def difference_lines(table: pd.DataFrame, reference: str, rows: list[str], label
     return lines
 
 
-def goal_verdicts(table: pd.DataFrame, rows: list[str] | None = None,
-                  teacher: str = "teacher") -> list[str]:
-    """One line per row of a ``margin_table`` (default: every row but the teacher's): the share
-    of the teacher's margin it keeps, against ``GOAL_SHARE``.
+def scores_on_test(runs: Mapping[str, Any], tokenizer, profile: Profile, dev: datasets.Dataset,
+                test: datasets.Dataset) -> tuple[dict[str, QuestionScores], dict]:
+    """Each finished run (name -> anything with ``load()``) scored by the book's protocol: its
+    no-answer threshold chosen on ``dev``, then ``test`` scored once (``qa.protocol_scores``).
+
+    Returns the per-question test scores and the dev predictions, by name.
+    Explained in book/04_distillation.ipynb.
+    """
+    scores, dev_predictions = {}, {}
+    for name, run in runs.items():
+        model, _ = run.load()
+        scores[name], dev_predictions[name] = protocol_scores(model, tokenizer, profile, dev, test)
+    return scores, dev_predictions
+
+
+def verdict_lines(scores: Mapping[str, QuestionScores], pairs: Sequence[tuple[str, str]],
+                  metrics: Sequence[str] = ("f1", "forced_HasAns_f1")) -> list[str]:
+    """One line per pair and metric: the paired difference with its 95% bootstrap interval and
+    the verdict ("A ahead", "B ahead" or "within noise") of ``waldorf.metrics.compare``.
 
     Explained in book/04_distillation.ipynb.
     """
     lines = []
-    for name in rows or [n for n in table.index if n != teacher]:
-        share = table.loc[name, "share of teacher margin (%)"]
-        verdict = "meets" if share >= GOAL_SHARE else "BELOW"
-        lines.append(f"{name}: keeps {share:.0f}% of the teacher's margin "
-                     f"({verdict} the goal of {GOAL_SHARE:.0f}%)")
+    for a, b in pairs:
+        for metric in metrics:
+            result = compare(scores[a], scores[b], metric, names=(a, b))
+            low, high = result["difference_ci"]
+            lines.append(f"{metric}: {a} minus {b}: {result['difference']:+.2f} "
+                         f"[{low:+.2f}, {high:+.2f}] -> {result['verdict']}")
     return lines
 
 
@@ -245,5 +266,6 @@ class ReducedTeacher(nn.Module):
                                             end_logits=end.contiguous())
 
 
-__all__ = ["ReducedTeacher", "agreement", "boundary_hits", "decisions", "margin_table",
-           "stage_table", "windows_per_second"]
+__all__ = ["ReducedTeacher", "agreement", "boundary_hits", "decisions", "difference_lines",
+           "margin_table", "recorded_margins", "stage_table", "scores_on_test", "verdict_lines",
+           "windows_per_second"]
