@@ -45,7 +45,8 @@ def _noisy_notebook() -> nbformat.NotebookNode:
              "bar_html": {"model_name": "HTMLModel", "state": {}},
              "slider": {"model_name": "FloatSliderModel",
                         "state": {"layout": "IPY_MODEL_slider_layout"}},
-             "slider_layout": {"model_name": "LayoutModel", "state": {}}}
+             "slider_layout": {"model_name": "LayoutModel", "state": {"outputs": [
+                 {"data": {"text/html": CDN_FIGURE}}]}}}
     nb.metadata["widgets"] = {outputs.WIDGET_STATE: {"state": state}}
     return nb
 
@@ -63,8 +64,11 @@ def test_clean_outputs_removes_what_a_reader_should_not_see():
                                   "keep windows/s and https://example.org/tmp/a/b\n")
     html = cell[3]["data"]["text/html"]
     assert "cdn.plot.ly" not in html and "cdnjs" not in html and "Plotly.newPlot" in html
-    assert set(nb.metadata["widgets"][outputs.WIDGET_STATE]["state"]) == {"slider", "slider_layout"}
-    assert counts == {"progress bars": 1, "noise lines": 6, "paths": 1, "cdn scripts": 1}
+    state = nb.metadata["widgets"][outputs.WIDGET_STATE]["state"]
+    assert set(state) == {"slider", "slider_layout"}
+    saved_figure = state["slider_layout"]["state"]["outputs"][0]["data"]["text/html"]
+    assert "cdn.plot.ly" not in saved_figure and "Plotly.newPlot" in saved_figure
+    assert counts == {"progress bars": 1, "noise lines": 6, "paths": 1, "cdn scripts": 2}
     assert not any(outputs.clean_outputs(nb).values())  # a clean notebook stays as it is
 
 

@@ -63,11 +63,13 @@ def _widget_views(nb) -> list[str]:
             for output in cell.get("outputs", []) if WIDGET_VIEW in output.get("data", {})]
 
 
-def _prune_widget_state(nb) -> None:
-    """Keep only the widget models that a remaining widget output (or its children) uses."""
+def _prune_widget_state(nb) -> int:
+    """Keep only the widget models that a remaining widget output (or its children) uses, without
+    CDN scripts; 1 when that removed any, else 0."""
     saved = nb.metadata.get("widgets", {}).get(WIDGET_STATE)
     if saved is None:
-        return
+        return 0
+    before = json.dumps(saved)
     state, todo, keep = saved.get("state", {}), _widget_views(nb), set()
     while todo:
         model = todo.pop()
@@ -75,9 +77,23 @@ def _prune_widget_state(nb) -> None:
             keep.add(model)
             todo += re.findall(r"IPY_MODEL_(\w+)", json.dumps(state[model]))
     if keep:
-        saved["state"] = {model: state[model] for model in state if model in keep}
-    else:
-        del nb.metadata["widgets"]
+        saved["state"] = {model: _without_cdn(state[model]) for model in state if model in keep}
+        return int("<script" in before and json.dumps(saved).count("<script")
+                   < before.count("<script"))
+    del nb.metadata["widgets"]
+    return 0
+
+
+def _without_cdn(value):
+    """A saved widget's state with every HTML string's CDN scripts removed (its Output widgets
+    keep figures, e.g. a slider's)."""
+    from waldorf.sphinx_plotly import strip_cdn_scripts
+
+    if isinstance(value, dict):
+        return {key: _without_cdn(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_cdn(item) for item in value]
+    return strip_cdn_scripts(value) if isinstance(value, str) and "<script" in value else value
 
 
 def _clean_output(output: dict, counts: dict[str, int]) -> bool:
@@ -117,7 +133,7 @@ def clean_outputs(nb) -> dict[str, int]:
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell["outputs"] = [out for out in cell["outputs"] if _clean_output(out, counts)]
-    _prune_widget_state(nb)
+    counts["cdn scripts"] += _prune_widget_state(nb)
     return counts
 
 
