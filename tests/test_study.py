@@ -144,7 +144,8 @@ def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
 
     def fake(kind):
         def train(name, profile, **kwargs):
-            calls.append((kind, name, profile.seed, dict(profile.student.model_overrides)))
+            calls.append((kind, name, profile.seed, dict(profile.student.model_overrides),
+                          profile.student.layer_mapping))
             return Found()
         return train
 
@@ -153,12 +154,15 @@ def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
     monkeypatch.setattr(distill, "distill", fake("distill"))
     monkeypatch.setattr(distill, "train_without_teacher", fake("gold"))
     monkeypatch.setitem(study.MODELS, "waldorf-nods", study.Recipe("waldorf", (("downsample", 1),)))
+    monkeypatch.setitem(study.MODELS, "cut2-uniform",
+                        study.Recipe("teacher2", layer_mapping="uniform"))
     profile = get_profile("smoke")
-    for model in ("cut2", "gold-waldorf", "waldorf-nods"):
+    for model in ("cut2", "gold-waldorf", "waldorf-nods", "cut2-uniform"):
         assert study.trained_model_dir(Run(model, 7), profile) == ("dir", 1.0)
     assert [c[:3] for c in calls] == [("distill", "teacher2", 7), ("gold", "waldorf", 7),
-                                      ("distill", "waldorf", 7)]
+                                      ("distill", "waldorf", 7), ("distill", "teacher2", 7)]
     assert calls[2][3]["downsample"] == 1 and calls[2][3]["hidden_size"] == 64  # profile's kept
+    assert [c[4] for c in calls] == ["top", "top", "top", "uniform"]
 
 
 def test_a_study_can_run_only_some_seeds_and_models(tiny_study, tmp_path):

@@ -55,6 +55,7 @@ class Recipe:
     overrides: tuple[tuple[str, object], ...] = ()
     gold_only: bool = False  # the same architecture on gold labels alone, its schedule tuned on dev
     transformer_only: bool = False  # draws the speed-accuracy front WaLDORf is judged against
+    layer_mapping: str | None = None  # which teacher layers it copies; None: the profile's
 
 
 # Every model a study may name. The cuts copy the teacher's top layers (the recipe's "top"
@@ -161,6 +162,9 @@ def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
     if recipe.overrides:
         overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
         seeded = replace(seeded, student=replace(seeded.student, model_overrides=overrides))
+    if recipe.layer_mapping:
+        seeded = replace(seeded, student=replace(seeded.student,
+                                                 layer_mapping=recipe.layer_mapping))
     train = train_without_teacher if recipe.gold_only else distill
     student = train(name, seeded, init_from_teacher=True, teacher=book_teacher)
     minutes, stage = 0.0, student
