@@ -173,7 +173,7 @@ def test_a_smoke_run_with_path_output_leaves_the_recorded_book_untouched(tmp_pat
     assert _digest(REPO / "book") == before
     executed = nbformat.read(tmp_path / "run-smoke" / "book" / "01_data_and_metric.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    assert "profile: smoke" in printed  # the copy ran on the smoke profile
+    assert "profile smoke ·" in printed  # the copy ran on the smoke profile (notebook.start)
     assert (tmp_path / "_build" / "html" / "index.html").exists()
     assert "Rewrote" not in done.stdout
 
