@@ -1,11 +1,11 @@
 """One distillation run of the development sweep (see scripts/README.md): cpu-profile recipe
-plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold"), ``model`` (a
-``build_student`` name, default "waldorf") and
-keyword arguments of ``distill``/``train_without_teacher``; ``seed`` changes the student's
-seed (initialisation, augmentation, data order), not the teacher's. The name "prep" builds the
-teacher, its cache and the transfer set once. The environment variable ``SWEEP_CHECKPOINT``
-names another teacher backbone (the GPU sweeps used ``/tmp/minilm``); without it the run reuses
-the book's own cpu teacher. Prints one ``RESULT`` line."""
+plus JSON overrides: ``student`` (``StudentConfig`` fields), ``kind`` ("distill" or "gold"),
+``model`` (a ``build_student`` name, default "waldorf") and keyword arguments of
+``distill``/``train_without_teacher``; ``seed`` changes the student's seed (initialisation,
+augmentation, data order), not the teacher's. The name "prep" builds the teacher, its cache and
+the transfer set once. The environment variable ``SWEEP_CHECKPOINT`` names another teacher
+backbone (the GPU sweeps used ``/tmp/minilm``); without it the run reuses the book's own cpu
+teacher. Prints one ``RESULT`` line."""
 
 import json
 import os
@@ -39,7 +39,8 @@ if name == "prep":
                                     cache_windows=len(cache), transfer_windows=len(windows))))
     sys.exit()
 train = train_without_teacher if spec.pop("kind", "distill") == "gold" else distill
-result, stages = train(spec.pop("model", "waldorf"), profile, teacher=run, progress=False, **spec), []
+student = spec.pop("model", "waldorf")
+result, stages = train(student, profile, teacher=run, progress=False, **spec), []
 while result is not None:
     meta = result.metadata
     stages.append(dict(role=meta["role"], windows=meta.get("train_windows"),
