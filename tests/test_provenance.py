@@ -48,6 +48,9 @@ def test_git_revision_marks_changed_and_untracked_files(tmp_path, monkeypatch):
     assert provenance.git_revision() == clean + "+dirty"
     (tmp_path / "a.txt").write_text("1")
     assert provenance.git_revision() == clean
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "01_chapter.ipynb").write_text("{}")  # a chapter being recorded
+    assert provenance.git_revision() == clean
 
 
 @pytest.mark.parametrize(

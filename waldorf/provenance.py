@@ -57,15 +57,20 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_revision() -> str:
-    """Short commit of the checkout, ``+dirty`` when any file differs; ``unknown`` outside git.
+# What a run writes into the checkout: recording the book rewrites the chapters' outputs while
+# later chapters run, which must not make their code look uncommitted.
+RUN_OUTPUTS = (":(exclude)book/*.ipynb", ":(exclude)waldorf/recorded")
 
-    Explained in book/intro.md.
+
+def git_revision() -> str:
+    """Short commit of the checkout, ``+dirty`` when a file other than the book's recorded
+    outputs (``RUN_OUTPUTS``) differs; ``unknown`` outside git. Explained in book/intro.md.
     """
     revision = _git("rev-parse", "--short", "HEAD")
     if not revision:
         return "unknown"
-    changes = _git("status", "--porcelain")  # untracked code counts: the commit lacks it
+    # untracked code counts: the commit lacks it
+    changes = _git("status", "--porcelain", "--", ".", *RUN_OUTPUTS)
     return revision + ("+dirty" if changes else "")
 
 
