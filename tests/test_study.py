@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from transformers import BertConfig, BertModel
+from transformers import BertConfig
 
 from waldorf import study
 from waldorf.config import get_profile
@@ -131,16 +131,17 @@ def test_study_models_are_built_at_the_right_shape():
         study.build_study_model("cut9", teacher, profile)
 
 
-def test_runs_route_to_distillation_or_the_gold_control(monkeypatch):
+def test_runs_route_to_distillation_or_the_gold_control(monkeypatch, tmp_path):
     calls = []
 
     class Found:
         model_dir, metadata, previous = "dir", {"duration_s": 60}, None
 
     class BookTeacher:
-        def load(self):
-            return BertModel(BertConfig(hidden_size=32, num_attention_heads=2,
-                                        intermediate_size=64, num_hidden_layers=2)), None
+        model_dir = tmp_path / "teacher"
+
+    BertConfig(hidden_size=32, num_attention_heads=2, intermediate_size=64,
+               num_hidden_layers=2).save_pretrained(BookTeacher.model_dir)
 
     def fake(kind):
         def train(name, profile, **kwargs):

@@ -150,6 +150,8 @@ def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
 
     Explained in book/04_distillation.ipynb.
     """
+    from transformers import AutoConfig
+
     from waldorf import teacher
     from waldorf.distill import distill, train_without_teacher
 
@@ -158,7 +160,8 @@ def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
         found = teacher.get_teacher(seeded)
         return found.model_dir, (found.metadata.get("duration_s") or 0) / 60
     recipe, book_teacher = _recipe(run.model), teacher.get_teacher(profile)
-    name = _student_name(recipe, book_teacher.load()[0].config)
+    teacher_config = AutoConfig.from_pretrained(book_teacher.model_dir)  # no weights needed
+    name = _student_name(recipe, teacher_config)
     if recipe.overrides:
         overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
         seeded = replace(seeded, student=replace(seeded.student, model_overrides=overrides))
