@@ -114,6 +114,9 @@ def _book(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="store_true",
                    help="execute the committed notebooks in place, replacing the recorded run "
                    "(only on the profile the book records); without it chapters run on copies")
+    p.add_argument("--resume", action="store_true",
+                   help="with --record: skip chapters already executed at this revision (see "
+                   "waldorf/recorded/book-runs.jsonl), so a long recorded run continues")
     p.add_argument("--timeout", type=int, default=None,
                    help="seconds one cell may run before it fails (default: no limit)")
     p.add_argument("--root", type=Path, default=None,
@@ -136,6 +139,8 @@ def _study(p: argparse.ArgumentParser) -> None:
                    help="folder of the result files (default: the package's recorded studies)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run only these seeds of the study (default: all of them)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="run only these models of the study, e.g. waldorf cut4 (default: all)")
 
 
 # name: (module that runs it, one-line help, argument definitions)

@@ -119,6 +119,34 @@ def test_a_failing_chapter_leaves_a_report_and_its_notebook_untouched(tmp_path):
     assert (reports / "01_fails.ipynb").exists()
 
 
+def test_the_run_log_keeps_each_chapters_first_execution_per_revision(tmp_path):
+    log = tmp_path / "runs.jsonl"
+    first = book.log_execution("02_teacher", "cpu", 40.0, log)
+    book.log_execution("02_teacher", "cpu", 2.0, log)
+    book.log_execution("04_distillation", "smoke", 1.0, log)
+    assert first["minutes"] == 40.0 and first["cores"] >= 1
+    found = book.first_executions(first["git"], "cpu", log)
+    assert {name: entry["minutes"] for name, entry in found.items()} == {"02_teacher": 40.0}
+    assert book.first_executions("0000000", "cpu", log) == {}
+    assert book.first_executions(first["git"], "cpu", tmp_path / "absent.jsonl") == {}
+
+
+def test_resume_skips_chapters_already_recorded_at_this_revision(tmp_path, monkeypatch, capsys):
+    _write_toc(tmp_path, ["book/01_a", "book/02_b"])
+    for name in ("01_a", "02_b"):
+        _notebook(tmp_path / "book" / f"{name}.ipynb", f"print('{name} ran')")
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setattr(book, "RUN_LOG", log)
+    monkeypatch.setattr(book, "first_executions",
+                        lambda revision, profile, log=log: {"01_a": {"minutes": 1.0}})
+    monkeypatch.setattr(book, "jupyter_book_command", lambda root, out=None: ["true"])
+    args = waldorf_cli.build_parser().parse_args(
+        ["book", "--record", "--resume", "--profile", "cpu", "--root", str(tmp_path)])
+    assert book.run_book(args) == 0
+    assert "[1/1] book/02_b.ipynb" in capsys.readouterr().out
+    assert [entry.split('"')[3] for entry in log.read_text().splitlines()] == ["02_b"]
+
+
 def test_a_chapter_runs_in_place_on_the_chosen_profile(tmp_path):
     path = _notebook(tmp_path / "01_ok.ipynb", "import os\nprint(os.environ['WALDORF_PROFILE'])")
     book.execute_notebook(path, "gpu", timeout=120, reports=tmp_path / "reports")

@@ -9,7 +9,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from waldorf import glance, provenance
+from waldorf import book, glance, provenance
 from waldorf.errors import UserError
 from waldorf.metrics import QuestionScores, compare
 
@@ -131,6 +131,21 @@ def test_collect_reads_claims_and_minutes_and_missing_claims_stay_visible(tmp_pa
     assert "[First chapter](01_a.ipynb)" in page
     assert page.count("not measured yet") == len(missing)
     assert "add up to **122 minutes**" in page
+    assert "first execution" not in page  # no run log: the first runs' total is unknown
+
+
+def test_the_first_executions_of_a_revision_add_up_to_the_whole_run(tmp_path):
+    root = _book(tmp_path, "01_a", "02_b")
+    _chapter(root / "book" / "01_a.ipynb", "First", _footer(60))
+    _chapter(root / "book" / "02_b.ipynb", "Second", _footer(120))
+    log = tmp_path / "runs.jsonl"
+    for chapter, minutes in [("01_a", 30.0), ("02_b", 40.0), ("01_a", 1.0)]:  # 01_a ran twice
+        book.log_execution(chapter, "cpu", minutes, log)
+    log.write_text(log.read_text().replace(provenance.git_revision(), "abc1234"))
+    _, minutes = glance.collect(root, log)
+    assert [m["first"] for m in minutes] == [30.0, 40.0]  # the first execution, not the last
+    page = glance.markdown(glance.table_rows([]), minutes)
+    assert "| 1.0 | 30.0 |" in page and "adds up to **70 minutes**" in page
 
 
 def test_study_rows_average_the_seeds_and_compare_with_the_floor(tmp_path):

@@ -8,6 +8,7 @@ import math
 import pytest
 from transformers import BertConfig
 
+import waldorf_cli
 from waldorf import study
 from waldorf.config import get_profile
 from waldorf.errors import CorruptArtifactError, UserError
@@ -179,6 +180,18 @@ def test_a_study_can_run_only_some_seeds_and_models(tiny_study, tmp_path):
     calls.clear()
     record_study(tiny_study, get_profile("smoke"), tmp_path, score=score, models=("teacher",))
     assert calls == ["teacher-seed1"]  # seed 42's result exists: only the missing run trains
+
+
+def test_the_study_command_passes_its_seeds_and_models_on(tiny_study, tmp_path, monkeypatch,
+                                                          capsys):
+    monkeypatch.setattr(study.record_study, "__defaults__",
+                        (None, study.RESULTS, fake_result, None, None))
+    args = waldorf_cli.build_parser().parse_args(
+        ["study", tiny_study, "--profile", "smoke", "--results", str(tmp_path),
+         "--seeds", "42", "--models", "waldorf"])
+    assert study.run_study(args) == 0
+    assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["waldorf-seed42.json"]
+    assert "waldorf" in capsys.readouterr().out
 
 
 def test_the_model_table_counts_each_shape_and_names_its_recipe():

@@ -102,6 +102,13 @@ def test_cache_labels_with_the_teacher_it_is_given(profile, counters):
     np.testing.assert_array_equal(cache.with_format("numpy")[:]["teacher_start_logits"], start)
 
 
+def test_tokenizer_alone_matches_the_loaded_one(profile):
+    run = teacher.get_teacher(profile, progress=False)
+    _, loaded = run.load()
+    question = "When did Beyonce start becoming popular?"
+    assert run.tokenizer()(question)["input_ids"] == loaded(question)["input_ids"]
+
+
 def test_cache_round_trips_exactly_and_is_keyed(profile, counters):
     cache = teacher.teacher_cache(profile, progress=False)
     run = teacher.get_teacher(profile, progress=False)

@@ -31,6 +31,9 @@ RECORDED_PROFILE = "cpu"  # the profile whose run the committed notebooks carry
 NOT_COPIED = shutil.ignore_patterns(".*", "_build", "tests", "waldorf", "scripts", "artifacts",
                                     "runs", "*.egg-info", "__pycache__")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Every chapter execution of ``--record``, appended: a chapter's first execution at a revision
+# is the one that trained what it needed, so the glance page sums those into the whole run.
+RUN_LOG = REPO / "waldorf" / "recorded" / "book-runs.jsonl"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -163,6 +166,35 @@ def execute_notebook(path: Path, profile: str, timeout: int | None, reports: Pat
     return (time.time() - started) / 60
 
 
+def log_execution(chapter: str, profile: str, minutes: float, log: Path = RUN_LOG) -> dict:
+    """Append one recorded execution (chapter, minutes, revision, hardware) to ``log``.
+
+    Explained in book/intro.md.
+    """
+    from waldorf.provenance import collect
+
+    info = collect(profile, time.time() - 60 * minutes)
+    entry = {"chapter": chapter, "minutes": round(minutes, 2),
+             **{k: info[k] for k in ("profile", "cpu", "cores", "git", "utc")}}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(json.dumps(entry) + "\n")
+    return entry
+
+
+def first_executions(revision: str, profile: str, log: Path = RUN_LOG) -> dict[str, dict]:
+    """Each chapter's first logged execution at ``revision`` on ``profile``.
+
+    Explained in book/intro.md.
+    """
+    lines = log.read_text().splitlines() if log.is_file() else []
+    first: dict[str, dict] = {}
+    for entry in map(json.loads, lines):
+        if entry["git"] == revision and entry["profile"] == profile:
+            first.setdefault(entry["chapter"], entry)
+    return first
+
+
 def jupyter_book_command(root: Path, path_output: Path | None = None) -> list[str]:
     """The -W build command: warnings are errors, all of them reported (``--keep-going``).
 
@@ -249,6 +281,11 @@ def run_book(args: argparse.Namespace) -> int:
     summary = []
     if not args.no_execute:
         notebooks = run_order(toc_notebooks(source), args.chapters)
+        if getattr(args, "resume", False) and source == root:
+            from waldorf.provenance import git_revision
+
+            done = first_executions(git_revision(), args.profile, RUN_LOG)
+            notebooks = [nb for nb in notebooks if nb.stem in SUMMARIES or nb.stem not in done]
         where = "in place (--record)" if source == root else f"on copies in {source}"
         print(f"Executing {len(notebooks)} chapter(s) on the {args.profile!r} profile {where}")
         note = data_note(args.profile)
@@ -262,6 +299,8 @@ def run_book(args: argparse.Namespace) -> int:
                 print(f"FAILED: {error}", file=sys.stderr)
                 return 1
             summary.append({"chapter": path.stem, "profile": args.profile, "minutes": minutes})
+            if source == root:
+                log_execution(path.stem, args.profile, minutes, RUN_LOG)
             print(f"    done in {minutes:.1f} min", flush=True)
         reports.mkdir(parents=True, exist_ok=True)
         (reports / "execution.json").write_text(json.dumps(summary, indent=2) + "\n")

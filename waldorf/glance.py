@@ -207,15 +207,16 @@ def chapter_minutes(cells: Sequence[Mapping]) -> dict | None:
     return {key: longest[key] for key in ("profile", "hardware", "revision", "minutes")}
 
 
-def collect(root: Path) -> tuple[list[dict], list[dict]]:
+def collect(root: Path, log: Path | None = None) -> tuple[list[dict], list[dict]]:
     """Read the executed notebooks of the book at ``root`` (in toc order): every claim output
-    (with its ``source`` notebook and ``title``), and each chapter's minutes.
+    (with its ``source`` notebook and ``title``), and each chapter's minutes, with its first
+    execution's from the run ``log`` (default: the package's ``book.RUN_LOG``).
 
     Explained in book/glance.ipynb.
     """
     import nbformat
 
-    from waldorf.book import toc_notebooks
+    from waldorf.book import RUN_LOG, first_executions, toc_notebooks
 
     claims, minutes = [], []
     for path in toc_notebooks(root):
@@ -226,7 +227,10 @@ def collect(root: Path) -> tuple[list[dict], list[dict]]:
         claims += [{**output["data"][MIMETYPE], **source} for cell in cells
                    for output in cell.get("outputs", []) if MIMETYPE in output.get("data", {})]
         spent = chapter_minutes(cells)
-        minutes += [{**spent, **source}] if spent else []
+        if spent:  # and the chapter's first execution at that revision, when it was logged
+            first = first_executions(spent["revision"], spent["profile"], log or RUN_LOG)
+            first = first.get(path.stem)
+            minutes.append({**spent, **source, "first": first and first["minutes"]})
     return claims, minutes
 
 
@@ -318,14 +322,23 @@ def markdown(rows: Sequence[Mapping], minutes: Sequence[Mapping], base: Path = P
              "| measured in |", "|" + " --- |" * 6]
     lines += [f"| {CLAIMS[row['claim']].text} | {format_value(row)} | {row.get('seeds') or '-'} "
               f"| {row['verdict']} | {_where(row)} | {_link(row, base, pages)} |" for row in rows]
-    lines += ["", "| chapter | profile | hardware | minutes |", "| --- | --- | --- | --- |"]
+    lines += ["", "| chapter | profile | hardware | minutes (this page) | minutes (first run) |",
+              "|" + " --- |" * 5]
     lines += [f"| {_link(m, base, pages)} | `{m['profile']}` | {m['hardware']} "
-              f"| {m['minutes']:.1f} |" for m in minutes]
+              f"| {m['minutes']:.1f} | {_minutes(m.get('first'))} |" for m in minutes]
     total = sum(m["minutes"] for m in minutes)
     profiles = ", ".join(sorted({f"`{m['profile']}`" for m in minutes})) or "no"
-    lines += ["", f"The chapters' own times add up to **{total:.0f} minutes** "
+    lines += ["", f"The pages' own times add up to **{total:.0f} minutes** "
               f"({total / 60:.1f} hours) on the {profiles} profile."]
+    firsts = [m["first"] for m in minutes if m.get("first") is not None]
+    if len(firsts) == len(minutes):
+        lines[-1] += (f" The first execution of each, which trained every model it needed, adds "
+                      f"up to **{sum(firsts):.0f} minutes** ({sum(firsts) / 60:.1f} hours).")
     return "\n".join(lines)
+
+
+def _minutes(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def show(root: Path | None = None, profile: str | None = None) -> dict:

@@ -296,7 +296,8 @@ def run_study(args: argparse.Namespace) -> int:
     if not args.name:
         raise UserError("name a study (or --list them)")
     profile = get_profile(args.profile)
-    paths = record_study(args.name, profile, args.results or RESULTS, seeds=args.seeds)
+    paths = record_study(args.name, profile, args.results or RESULTS, seeds=args.seeds,
+                         models=getattr(args, "models", None))
     documents = [read_result(path) for path in paths]
     print(seed_table(documents).round(2).to_string())
     return 0

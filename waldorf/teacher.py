@@ -52,6 +52,10 @@ class TeacherRun:
         """``(model, tokenizer)`` in eval mode."""
         return qa.load_qa(self.model_dir)
 
+    def tokenizer(self):
+        """The teacher's tokenizer alone (every student shares its vocabulary)."""
+        return AutoTokenizer.from_pretrained(self.model_dir)
+
 
 def _preprocessing(profile: Profile, examples: datasets.Dataset) -> dict:
     d = profile.data
