@@ -113,7 +113,8 @@ def test_the_front_study_names_known_models_with_three_seeds_each():
     runs = study.STUDIES["front"]
     models = {r.model for r in runs}
     assert models <= set(study.MODELS)
-    assert {"cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf"} <= models
+    assert {"cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf", "waldorf-4units",
+            "waldorf-nomerge"} <= models
     for model in models:
         assert len({r.seed for r in runs if r.model == model}) >= 3
     front = {m for m in models if study.MODELS[m].transformer_only}
@@ -128,6 +129,10 @@ def test_study_models_are_built_at_the_right_shape():
     assert study.build_study_model("cut4", teacher, profile).config.num_hidden_layers == 4
     assert study.build_study_model("tinybert4", teacher, profile).config.hidden_size == 312
     assert study.build_study_model("gold-waldorf", teacher, profile).config.model_type == "waldorf"
+    four = study.build_study_model("waldorf-4units", teacher, profile).config
+    default = study.build_study_model("waldorf", teacher, profile).config
+    assert (four.num_transformer_layers, default.num_transformer_layers) == (4, 3)
+    assert study.build_study_model("waldorf-nomerge", teacher, profile).config.downsample == 1
     with pytest.raises(UserError, match="unknown study model"):
         study.build_study_model("cut9", teacher, profile)
 

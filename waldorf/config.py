@@ -115,14 +115,14 @@ class StudentConfig:
     layer_mapping: str = "top"
     temperature: float = 2.0  # softens the teacher's spans so runner-up positions carry signal
     hard_label_weight: float = 0.1  # a little gold signal where it exists
-    # Copies per question on average (0.15: a random 15% of the questions each). Every
-    # augmented window costs a teacher pass to label and lengthens each epoch, so the cpu
-    # profile adds ~5k questions; the gpu profile adds four rewordings per question.
     # The gold-only controls' own schedule per student name, (learning rate, epochs), chosen on
-    # dev.json for each architecture (scripts/README.md, "Gold-only controls"): a control run
+    # dev.json for each architecture (the cpu profile's: CPU_GOLD_SCHEDULES): a control run
     # at the distillation's rate and passes would prove nothing about distillation. A name not
     # listed trains at ``learning_rate`` for stage 1's and stage 2's epochs together.
     gold_schedules: dict = field(default_factory=dict)
+    # Copies per question on average (0.15: a random 15% of the questions each). Every
+    # augmented window costs a teacher pass to label and lengthens each epoch, so the cpu
+    # profile adds ~5k questions; the gpu profile adds four rewordings per question.
     augment_variants: float = 0.15  # question-word replacement variants
     augment_replace_fraction: float = 0.3  # words replaced per variant: new wording, same meaning
     augment_pair_rate: float = 0.15  # questions re-paired with another paragraph of the article
@@ -157,6 +157,11 @@ class Profile:
         return asdict(self)
 
 
+# The gold-only controls' schedules on the cpu recipe, (learning rate, epochs), chosen on
+# dev.json (book/development.md, "At TinyBERT-4's speed"): 6e-4, the distillation's rate, left
+# both controls near the floor; 2e-4, the teacher's own fine-tuning rate, was the best tried.
+CPU_GOLD_SCHEDULES = {"waldorf": (2e-4, 1.25), "teacher4": (2e-4, 1.25)}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -172,7 +177,7 @@ PROFILES: dict[str, Profile] = {
         mixed_precision="no",  # deterministic and fast enough for a few dozen windows
         eval_batch_size=16,
     ),
-    "cpu": Profile(name="cpu"),
+    "cpu": Profile(name="cpu", student=StudentConfig(gold_schedules=CPU_GOLD_SCHEDULES)),
     # A free Colab GPU: a T4 (16 GB, no native bf16: fp16 autocast with a gradient scaler;
     # bf16 on an L4 or A100 runtime), each chapter within ~20 minutes. The cpu recipe on the
     # official data: the offline teacher (MiniLM-L6, the student's width; BERT-Base would take
@@ -194,6 +199,7 @@ PROFILES: dict[str, Profile] = {
             source="hub", train_files=("train",), dev_file="validation", test_file="validation",
             max_train_examples=40_000,
         ),
+        student=StudentConfig(gold_schedules=CPU_GOLD_SCHEDULES),  # the cpu recipe's
         eval_batch_size=256,
     ),
     "gpu": Profile(

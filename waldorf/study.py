@@ -61,9 +61,13 @@ class Recipe:
 # Every model a study may name. The cuts copy the teacher's top layers (the recipe's "top"
 # mapping); TinyBERT-4's shape is narrower than the teacher, so it copies projected embeddings
 # only and fits the teacher through learned projections (stage 1), without the general
-# distillation on a large corpus that the paper's TinyBERT-4 had.
+# distillation on a large corpus that the paper's TinyBERT-4 had. WaLDORf's two shape variants:
+# four transformer units (the default until the speed condition moved it to three) and no merge
+# of token pairs (chapter 8's).
 MODELS: dict[str, Recipe] = {
     "waldorf": Recipe("waldorf"),
+    "waldorf-4units": Recipe("waldorf", (("num_transformer_layers", 4),)),
+    "waldorf-nomerge": Recipe("waldorf", (("downsample", 1),)),
     **{f"cut{depth}": Recipe(f"teacher{depth}", transformer_only=True) for depth in (1, 2, 3)},
     "cut4": Recipe("cut4", transformer_only=True),
     "tinybert4": Recipe("tinybert4", transformer_only=True),
@@ -96,10 +100,11 @@ def _runs(*models: str) -> tuple[Run, ...]:
 STUDIES: dict[str, tuple[Run, ...]] = {
     # The book's headline rows, three seeds each: the teacher, WaLDORf, the 4-layer student.
     "headline": _runs("teacher", "waldorf", "cut4"),
-    # The speed-accuracy front (chapter 5): transformer-only cuts of the teacher at every depth,
-    # TinyBERT-4's shape, WaLDORf, and the tuned gold-only controls of WaLDORf and the cut4.
-    "front": _runs("cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf", "gold-waldorf",
-                   "gold-cut4"),
+    # The speed-accuracy front (chapter 9): transformer-only cuts of the teacher at every depth,
+    # TinyBERT-4's shape, WaLDORf and its shape variants, and the tuned gold-only controls of
+    # WaLDORf and the cut4.
+    "front": _runs("cut1", "cut2", "cut3", "cut4", "tinybert4", "waldorf", "waldorf-4units",
+                   "waldorf-nomerge", "gold-waldorf", "gold-cut4"),
 }
 
 

@@ -105,8 +105,8 @@ def parameter_component(answer: object) -> Verdict:
     if got not in gaps:
         return Verdict(False, f"answer one of the components: {', '.join(gaps)}")
     if gaps[got] == 0:
-        return Verdict(False, f"both students have the same {got} parameters: they copy the same "
-                              "four teacher layers")
+        return Verdict(False, f"both students have the same {got} parameters: look for a "
+                              "component that differs")
     if gaps[got] < 0:
         return Verdict(False, f"WaLDORf has more {got} parameters than the baseline, not fewer")
     return Verdict(False, f"the baseline has more {got} parameters, but another component "

@@ -45,10 +45,11 @@ class WaldorfConfig(PreTrainedConfig):
     downsample: int = 2  # 1 = off; 2 halves the sequence so attention costs 4x less, FFN 2x less
     downsample_mode: str = "conv"  # "conv": strided depthwise-separable conv; "pool": masked mean
     # --- transformer units (post-LN like BERT, so the teacher's layers could be copied in) ---
-    # global reasoning between question and context; four copy the teacher's top four layers
-    # and kept more of its margin than three, at about the paper's lead over TinyBERT-4 (the
-    # development sweep in scripts/README.md, "Student shape on the CPU"; told in chapter 8)
-    num_transformer_layers: int = 4
+    # global reasoning between question and context, copied from the teacher's top layers; four
+    # kept more of its margin (dev) but ran only 1.08x TinyBERT-4's shape on an Intel CPU, three
+    # keep the paper's 1.24x with a margin (1.32-1.37x there), and two fell to the floor (the
+    # appendix, book/development.md "At TinyBERT-4's speed"; chapter 9 measures the front)
+    num_transformer_layers: int = 3
     num_attention_heads: int = 12  # the teacher's (head size 32): maps compare head to head
     intermediate_size: int = 1536  # 4x hidden, as in BERT and the teacher
     # --- Funnel-Transformer's shape switches (Dai et al., 2020); no-ops when downsample = 1 ---
