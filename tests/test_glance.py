@@ -132,6 +132,7 @@ def test_collect_reads_claims_and_minutes_and_missing_claims_stay_visible(tmp_pa
     assert page.count("not measured yet") == len(missing)
     assert "add up to **122 minutes**" in page
     assert "first execution" not in page  # no run log: the first runs' total is unknown
+    assert "run at 2 revisions: `abc1234`, `fff0000`" in page
 
 
 def test_the_first_executions_of_a_revision_add_up_to_the_whole_run(tmp_path):

@@ -330,6 +330,11 @@ def markdown(rows: Sequence[Mapping], minutes: Sequence[Mapping], base: Path = P
     profiles = ", ".join(sorted({f"`{m['profile']}`" for m in minutes})) or "no"
     lines += ["", f"The pages' own times add up to **{total:.0f} minutes** "
               f"({total / 60:.1f} hours) on the {profiles} profile."]
+    revisions = sorted({m["revision"] for m in minutes})
+    if revisions:
+        lines[-1] += (f" Every page was run at git `{revisions[0]}`." if len(revisions) == 1 else
+                      f" The pages were run at {len(revisions)} revisions: "
+                      + ", ".join(f"`{r}`" for r in revisions) + ".")
     firsts = [m["first"] for m in minutes if m.get("first") is not None]
     if len(firsts) == len(minutes):
         lines[-1] += (f" The first execution of each, which trained every model it needed, adds "
