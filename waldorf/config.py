@@ -99,8 +99,8 @@ class StudentConfig:
     # teaches little), but past ~0.45 epoch the budget buys more in stage 2: 0.45 + 0.8 beat
     # 0.6 + 0.3 on every seed tried, at about the same CPU minutes (scripts/README.md).
     # Stage 0 trains only the embeddings and conv units of a teacher-initialised student against
-    # the teacher layers they replace, at a fifth of a stage-1 step's cost (no live pass above
-    # them, no attention maps): one epoch raised span quality after stage 1 by 7-9 points in
+    # the teacher layers they replace, at a fraction of a stage-1 step's cost (no live pass
+    # above them, no attention maps; a fifth with the four-unit student's two-layer pass): one epoch raised span quality after stage 1 by 7-9 points in
     # every development run, three epochs bought no more best_f1 (scripts/README.md). One
     # epoch takes 4.3 minutes on 2 cores; three quarters keep chapter 4 within its 45.
     front_epochs: float = 0.75  # stage 0: the convolutions against the teacher's lower layers
@@ -159,7 +159,8 @@ class Profile:
 
 # The gold-only controls' schedules on the cpu recipe, (learning rate, epochs), chosen on
 # dev.json (book/development.md, "At TinyBERT-4's speed"): 6e-4, the distillation's rate, left
-# both controls near the floor; 2e-4, the teacher's own fine-tuning rate, was the best tried.
+# WaLDORf's control at the floor (not tried for the cut); 2e-4, the teacher's own fine-tuning
+# rate, was the best tried for both.
 CPU_GOLD_SCHEDULES = {"waldorf": (2e-4, 1.25), "teacher4": (2e-4, 1.25)}
 
 PROFILES: dict[str, Profile] = {
