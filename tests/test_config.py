@@ -39,8 +39,8 @@ CPU_KEYS = {
         "waldorf init=True hidden+units+front prediction": "7b32f99934e2",
         "teacher4 init=True hidden+units+front+attention intermediate": "4e9a505eceb6",
         "teacher4 init=True hidden+units+front+attention prediction": "92222b620d98",
-        "gold init=True": "c02e3123dab7",
-        "gold init=False": "9af78a7be55b",
+        "gold init=True": "b0d66abc8598",
+        "gold init=False": "20212a323833",
     },
     False: {
         "teacher": "9c59391ab0ca",
@@ -56,8 +56,8 @@ CPU_KEYS = {
         "waldorf init=True hidden+units+front prediction": "ef92e9772d17",
         "teacher4 init=True hidden+units+front+attention intermediate": "95d9bfd64e2e",
         "teacher4 init=True hidden+units+front+attention prediction": "22d5c7c69120",
-        "gold init=True": "d93dafe7d3ca",
-        "gold init=False": "b2b9362dc367",
+        "gold init=True": "a7beef87e3bc",
+        "gold init=False": "c5657d6f2ffa",
     },
 }
 
