@@ -169,7 +169,16 @@ def test_runs_route_to_distillation_or_the_gold_control(monkeypatch, tmp_path):
     assert [c[:3] for c in calls] == [("distill", "teacher2", 7), ("gold", "waldorf", 7),
                                       ("distill", "waldorf", 7), ("distill", "teacher2", 7)]
     assert calls[2][3]["downsample"] == 1 and calls[2][3]["hidden_size"] == 64  # profile's kept
-    assert [c[4] for c in calls] == ["top", "top", "top", "uniform"]
+    assert [c[4] for c in calls] == ["uniform", "top", "top", "uniform"]  # cuts: every other layer
+
+
+def test_a_recipe_profile_carries_the_models_shape_and_layer_map():
+    profile = get_profile("cpu")
+    cut = study.recipe_profile("cut4", profile)
+    assert cut.student.layer_mapping == "uniform" and profile.student.layer_mapping == "top"
+    four = study.recipe_profile("waldorf-4units", profile).student
+    assert four.model_overrides["num_transformer_layers"] == 4 and four.layer_mapping == "top"
+    assert study.recipe_profile("waldorf", profile) == profile
 
 
 def test_a_study_can_run_only_some_seeds_and_models(tiny_study, tmp_path):

@@ -100,9 +100,10 @@ class StudentConfig:
     # 0.6 + 0.3 on every seed tried, at about the same CPU minutes (scripts/README.md).
     # Stage 0 trains only the embeddings and conv units of a teacher-initialised student against
     # the teacher layers they replace, at a fraction of a stage-1 step's cost (no live pass
-    # above them, no attention maps; a fifth with the four-unit student's two-layer pass): one epoch raised span quality after stage 1 by 7-9 points in
-    # every development run, three epochs bought no more best_f1 (scripts/README.md). One
-    # epoch takes 4.3 minutes on 2 cores; three quarters keep chapter 4 within its 45.
+    # above them, no attention maps; a fifth with the four-unit student's two-layer pass): one
+    # epoch raised span quality after stage 1 by 7-9 points in every development run, three
+    # epochs bought no more best_f1 (scripts/README.md). One epoch took 4.3 minutes on 2 cores
+    # (four units); three quarters kept chapter 4 within its 45.
     front_epochs: float = 0.75  # stage 0: the convolutions against the teacher's lower layers
     intermediate_epochs: float = 0.45  # stage 1: hidden states and attention maps
     prediction_epochs: float = 0.8  # stage 2: soft start/end distributions

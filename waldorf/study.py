@@ -58,21 +58,24 @@ class Recipe:
     layer_mapping: str | None = None  # which teacher layers it copies; None: the profile's
 
 
-# Every model a study may name. The cuts copy the teacher's top layers (the recipe's "top"
-# mapping); TinyBERT-4's shape is narrower than the teacher, so it copies projected embeddings
-# only and fits the teacher through learned projections (stage 1), without the general
-# distillation on a large corpus that the paper's TinyBERT-4 had. WaLDORf's two shape variants:
+# Every model a study may name. The cuts copy every other teacher layer (the "uniform" map), as
+# DistilBERT's and BERT-PKD's students do: on dev it beat the top layers by far for two and three
+# layers (book/development.md, "At TinyBERT-4's speed"). TinyBERT-4's shape is narrower than the
+# teacher, so it copies projected embeddings only and fits the teacher through learned
+# projections (stage 1), without the general distillation on a large corpus that the paper's
+# TinyBERT-4 had. WaLDORf's two shape variants:
 # four transformer units (the default until the speed condition moved it to three) and no merge
 # of token pairs (chapter 8's).
 MODELS: dict[str, Recipe] = {
     "waldorf": Recipe("waldorf"),
     "waldorf-4units": Recipe("waldorf", (("num_transformer_layers", 4),)),
     "waldorf-nomerge": Recipe("waldorf", (("downsample", 1),)),
-    **{f"cut{depth}": Recipe(f"teacher{depth}", transformer_only=True) for depth in (1, 2, 3)},
-    "cut4": Recipe("cut4", transformer_only=True),
+    **{f"cut{depth}": Recipe(f"teacher{depth}", transformer_only=True, layer_mapping="uniform")
+       for depth in (1, 2, 3)},
+    "cut4": Recipe("cut4", transformer_only=True, layer_mapping="uniform"),
     "tinybert4": Recipe("tinybert4", transformer_only=True),
     "gold-waldorf": Recipe("waldorf", gold_only=True),
-    "gold-cut4": Recipe("cut4", gold_only=True),
+    "gold-cut4": Recipe("cut4", gold_only=True, layer_mapping="uniform"),  # cut4's own start
 }
 
 
@@ -150,6 +153,20 @@ def _student_name(recipe: Recipe, teacher_config: PretrainedConfig) -> str:
     return four_layer_baseline(teacher_config) if recipe.student == "cut4" else recipe.student
 
 
+def recipe_profile(model: str, profile: Profile) -> Profile:
+    """``profile`` with a study model's shape overrides and layer map applied (what chapter 5's
+    baseline trains with too, so it shares its artifacts with the study). Explained in
+    book/05_baselines.ipynb.
+    """
+    recipe, student = _recipe(model), profile.student
+    if recipe.overrides:
+        student = replace(student, model_overrides={**student.model_overrides,
+                                                    **dict(recipe.overrides)})
+    if recipe.layer_mapping:
+        student = replace(student, layer_mapping=recipe.layer_mapping)
+    return replace(profile, student=student)
+
+
 def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
     """Train (or find) the run's model; its folder and the minutes its artifacts took.
 
@@ -167,12 +184,7 @@ def trained_model_dir(run: Run, profile: Profile) -> tuple[Path, float]:
     recipe, book_teacher = _recipe(run.model), teacher.get_teacher(profile)
     teacher_config = AutoConfig.from_pretrained(book_teacher.model_dir)  # no weights needed
     name = _student_name(recipe, teacher_config)
-    if recipe.overrides:
-        overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
-        seeded = replace(seeded, student=replace(seeded.student, model_overrides=overrides))
-    if recipe.layer_mapping:
-        seeded = replace(seeded, student=replace(seeded.student,
-                                                 layer_mapping=recipe.layer_mapping))
+    seeded = recipe_profile(run.model, seeded)
     train = train_without_teacher if recipe.gold_only else distill
     student = train(name, seeded, init_from_teacher=True, teacher=book_teacher)
     minutes, stage = 0.0, student

@@ -7,8 +7,8 @@ stages 0 and 1 reach the teacher's width through learned projections (``projecti
 Stage 1 (``intermediate``) runs the teacher live and matches the student's final hidden states
 (through a learned linear projection to the teacher's width), the output and attention maps of
 each transformer unit to those of its teacher layer (``losses.layer_map``; the cpu profile maps
-3 units to MiniLM's top 3 layers, 3-5 counted from 0), and the output of the units below them (WaLDORf's
-convolutions) to the teacher layer below the first mapped one. Stage 2
+3 units to MiniLM's top 3 layers, 3-5 counted from 0), and the output of the units below them
+(WaLDORf's convolutions) to the teacher layer below the first mapped one. Stage 2
 (``prediction``) matches start/end distributions to the cached teacher logits of the transfer
 set, plus a little gold. Any student the project builds works: attention maps are pooled to
 a down-sampled student's length and teacher heads are grouped into the student's.
