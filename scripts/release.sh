@@ -12,7 +12,7 @@
 # Run it from a checkout nobody edits meanwhile (`git worktree add ../release HEAD`), with
 # PYTHONPATH set to that checkout, on an otherwise idle machine: chapters 3, 7 and 9 time models.
 set -euo pipefail
-: "${WALDORF_ARTIFACTS:?set WALDORF_ARTIFACTS to the release's own folder (empty at first)}"
+: "${WALDORF_ARTIFACTS:?set WALDORF_ARTIFACTS to an empty folder of the release run}"
 : "${WALDORF_DATA_DIR:?set WALDORF_DATA_DIR to the offline SQuAD 2.0 folder (README, Data)}"
 if [ -n "$(git status --porcelain -- waldorf waldorf_cli.py pyproject.toml \
            ':(exclude)waldorf/recorded')" ]; then

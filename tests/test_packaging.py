@@ -70,3 +70,17 @@ def test_console_script_points_at_the_cli():
     assert callable(getattr(importlib.import_module(module), function))
     installed = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
     assert installed.get("waldorf") == "waldorf_cli:main", "reinstall: pip install -e '.[dev]'"
+
+
+def test_every_shell_script_parses_and_the_release_script_refuses_without_its_folders(tmp_path):
+    import os
+    import subprocess
+
+    scripts = sorted((REPO / "scripts").glob("*.sh")) + [REPO / ".ci" / "run"]
+    for script in scripts:
+        done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{script}: {done.stderr}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALDORF_")}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "release.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "WALDORF_ARTIFACTS" in done.stderr
