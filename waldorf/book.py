@@ -281,7 +281,7 @@ def run_book(args: argparse.Namespace) -> int:
     summary = []
     if not args.no_execute:
         notebooks = run_order(toc_notebooks(source), args.chapters)
-        if getattr(args, "resume", False) and source == root:
+        if args.resume and source == root:
             from waldorf.provenance import git_revision
 
             done = first_executions(git_revision(), args.profile, RUN_LOG)

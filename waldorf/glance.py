@@ -218,7 +218,7 @@ def collect(root: Path, log: Path | None = None) -> tuple[list[dict], list[dict]
 
     from waldorf.book import RUN_LOG, first_executions, toc_notebooks
 
-    claims, minutes = [], []
+    claims, minutes, logs = [], [], {}
     for path in toc_notebooks(root):
         cells = nbformat.read(path, as_version=4).cells
         heading = next((m[1] for c in cells if c.cell_type == "markdown"
@@ -228,8 +228,10 @@ def collect(root: Path, log: Path | None = None) -> tuple[list[dict], list[dict]
                    for output in cell.get("outputs", []) if MIMETYPE in output.get("data", {})]
         spent = chapter_minutes(cells)
         if spent:  # and the chapter's first execution at that revision, when it was logged
-            first = first_executions(spent["revision"], spent["profile"], log or RUN_LOG)
-            first = first.get(path.stem)
+            at = (spent["revision"], spent["profile"])
+            if at not in logs:  # the log is read once per revision, not once per chapter
+                logs[at] = first_executions(*at, log or RUN_LOG)
+            first = logs[at].get(path.stem)
             minutes.append({**spent, **source, "first": first and first["minutes"]})
     return claims, minutes
 

@@ -118,9 +118,8 @@ def build_study_model(model: str, teacher_config: PretrainedConfig, profile: Pro
     """
     from waldorf.models import build_student
 
-    recipe = _recipe(model)
-    name = _student_name(recipe, teacher_config)
-    overrides = {**profile.student.model_overrides, **dict(recipe.overrides)}
+    name = _student_name(_recipe(model), teacher_config)
+    overrides = recipe_profile(model, profile).student.model_overrides
     return build_student(name, **(overrides if name == "waldorf" else {}))
 
 
@@ -314,7 +313,7 @@ def run_study(args: argparse.Namespace) -> int:
         raise UserError("name a study (or --list them)")
     profile = get_profile(args.profile)
     paths = record_study(args.name, profile, args.results or RESULTS, seeds=args.seeds,
-                         models=getattr(args, "models", None))
+                         models=args.models)
     documents = [read_result(path) for path in paths]
     print(seed_table(documents).round(2).to_string())
     return 0
