@@ -2,7 +2,8 @@
 # The release run (issue 23): the whole book on the cpu profile at one frozen revision.
 #   1. every chapter from an empty artifact store, in order, so each trains what it needs and its
 #      footer times the real work (chapter 9 waits: it shows the front study);
-#   2. the recorded studies the chapters cite (hours: they reuse the chapters' seed-42 models);
+#   2. the recorded studies the chapters cite (hours): first every seed-42 run, which reuses the
+#      chapters' models while their artifacts are still there, then the other seeds;
 #   3. the pages that show those studies, again (they now find every model: minutes);
 #   4. `waldorf book --check`: one revision everywhere, the package unchanged since.
 # Resumable: run it again after an interruption. Chapters already executed at this revision
@@ -11,6 +12,7 @@
 #   usage: WALDORF_ARTIFACTS=/empty/folder WALDORF_DATA_DIR=/path/to/squad2 scripts/release.sh
 # Run it from a checkout nobody edits meanwhile (`git worktree add ../release HEAD`), with
 # PYTHONPATH set to that checkout, on an otherwise idle machine: chapters 3, 7 and 9 time models.
+# On machines that keep no files between sessions, scripts/release-session.sh wraps this script.
 set -euo pipefail
 : "${WALDORF_ARTIFACTS:?set WALDORF_ARTIFACTS to an empty folder of the release run}"
 : "${WALDORF_DATA_DIR:?set WALDORF_DATA_DIR to the offline SQuAD 2.0 folder (README, Data)}"
@@ -21,6 +23,8 @@ if [ -n "$(git status --porcelain -- waldorf waldorf_cli.py pyproject.toml \
 fi
 step() { echo "=== $* ($(date -u '+%F %H:%M UTC'))"; "$@"; }
 step waldorf book --record --resume --chapters 01 02 03 04 05 06 07 08
+step waldorf study headline --seeds 42
+step waldorf study front --seeds 42
 step waldorf study headline
 step waldorf study front
 step waldorf book --record --chapters 02 04 09

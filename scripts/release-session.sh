@@ -1,0 +1,68 @@
+#!/bin/bash
+# One session of the release run (issue 23) on a machine that keeps nothing between sessions but
+# what is committed. Run from the main checkout, with its virtual environment on PATH:
+#   scripts/release-session.sh REVISION
+# It
+#   1. checks the frozen REVISION out next to this checkout (../release) and copies into it what
+#      earlier sessions recorded at that revision (executed notebooks, the run log, study
+#      results), so scripts/release.sh skips that work;
+#   2. runs scripts/release.sh there in the background (log: ../release.log; artifacts in
+#      ../release-artifacts, lost with the machine: the teacher is trained again each session);
+#   3. every five minutes copies what the run recorded back here and commits it, so a session
+#      that ends mid-run loses only the run in progress.
+set -euo pipefail
+revision=${1:?usage: scripts/release-session.sh REVISION (the frozen commit of the release)}
+main=$(git rev-parse --show-toplevel)
+release="$main/../release"
+revision=$(git -C "$main" rev-parse --short "$revision")
+
+# Copies, from checkout $1 to checkout $2, the notebooks and study results recorded at $revision.
+copy_recorded() {
+  python3 - "$1" "$2" "$revision" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+source, target, revision = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+log = source / "waldorf/recorded/book-runs.jsonl"
+entries = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+chapters = {e["chapter"] for e in entries if e["git"] == revision and e["profile"] == "cpu"}
+if chapters:
+    shutil.copy2(log, target / "waldorf/recorded/book-runs.jsonl")
+for notebook in (source / "book").glob("*.ipynb"):
+    if notebook.stem in chapters:
+        shutil.copy2(notebook, target / "book" / notebook.name)
+for result in (source / "waldorf/recorded/studies").rglob("*.json"):
+    if json.loads(result.read_text())["provenance"]["git"] == revision:
+        copy = target / result.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result, copy)
+PY
+}
+
+commit_recorded() {
+  copy_recorded "$release" "$main"
+  git -C "$main" add -- "book/*.ipynb" waldorf/recorded
+  if ! git -C "$main" diff --cached --quiet -- book waldorf/recorded; then
+    git -C "$main" commit -q -m "Release run at $revision: what it recorded so far" \
+      -- book waldorf/recorded
+    echo "committed the recorded outputs ($(date -u '+%H:%M UTC'))"
+  fi
+}
+
+if [ ! -d "$release" ]; then
+  git -C "$main" worktree add -q --detach "$release" "$revision"
+  # a study result recorded at another revision would be skipped as finished: drop those
+  find "$release/waldorf/recorded/studies" -name '*.json' -delete
+  copy_recorded "$main" "$release"
+fi
+mkdir -p "$main/../release-artifacts"
+if ! pgrep -f scripts/release.sh > /dev/null; then
+  (cd "$release" && WALDORF_ARTIFACTS="$main/../release-artifacts" PYTHONPATH="$release" \
+     WALDORF_DATA_DIR="${WALDORF_DATA_DIR:-$main/../shared/data/squad2}" \
+     nohup bash "$main/scripts/release.sh" >> "$main/../release.log" 2>&1 &)
+  sleep 5
+fi
+while pgrep -f scripts/release.sh > /dev/null; do
+  sleep 300
+  commit_recorded
+done
+commit_recorded
