@@ -5,7 +5,7 @@
 # It
 #   1. checks the frozen REVISION out next to this checkout (../release) and copies into it what
 #      earlier sessions recorded at that revision (executed notebooks, the run log, study
-#      results), so scripts/release.sh skips that work;
+#      results), so scripts/release.sh skips that work, and this checkout's pages of the book;
 #   2. runs scripts/release.sh there in the background (log: ../release.log; artifacts in
 #      ../release-artifacts, lost with the machine: the teacher is trained again each session);
 #   3. every five minutes copies what the run recorded back here and commits it, so a session
@@ -53,6 +53,8 @@ if [ ! -d "$release" ]; then
   # a study result recorded at another revision would be skipped as finished: drop those
   find "$release/waldorf/recorded/studies" -name '*.json' -delete
   copy_recorded "$main" "$release"
+  # the pages may change during the release (prose, provenance lines), the package may not
+  cp "$main"/book/*.ipynb "$main"/book/*.md "$release/book/"
 fi
 mkdir -p "$main/../release-artifacts"
 if ! pgrep -f scripts/release.sh > /dev/null; then
