@@ -10,10 +10,17 @@
 #      ../release-artifacts, lost with the machine: the teacher is trained again each session);
 #   3. every five minutes copies what the run recorded back here and commits it, so a session
 #      that ends mid-run loses only the run in progress.
+# Before the session ends, `scripts/release-session.sh --pause REVISION` stops that loop, pauses
+# the training in progress (it goes on after `kill -CONT`; its last checkpoint is what the next
+# session resumes from), executes the glance page on what the studies have recorded so far and
+# commits it, so the committed book is consistent for the stop's tests.
 set -euo pipefail
-revision=${1:?usage: scripts/release-session.sh REVISION (the frozen commit of the release)}
+pause=false
+if [ "${1:-}" = "--pause" ]; then pause=true; shift; fi
+revision=${1:?usage: scripts/release-session.sh [--pause] REVISION (the frozen commit of the release)}
 main=$(git rev-parse --show-toplevel)
 release="$main/../release"
+loop_pid="$main/../release-session.pid"
 revision=$(git -C "$main" rev-parse --short "$revision")
 
 # Copies, from checkout $1 to checkout $2, the notebooks and study results recorded at $revision.
@@ -48,6 +55,20 @@ commit_recorded() {
   fi
 }
 
+run_env() {
+  (cd "$release" && WALDORF_ARTIFACTS="$main/../release-artifacts" PYTHONPATH="$release" \
+     WALDORF_DATA_DIR="${WALDORF_DATA_DIR:-$main/../shared/data/squad2}" "$@")
+}
+
+if $pause; then
+  [ -f "$loop_pid" ] && kill "$(cat "$loop_pid")" 2> /dev/null || true
+  rm -f "$loop_pid"
+  pkill -STOP -f "waldorf study" || true
+  run_env waldorf book --record --chapters glance
+  commit_recorded
+  exit 0
+fi
+
 if [ ! -d "$release" ]; then
   git -C "$main" worktree add -q --detach "$release" "$revision"
   # a study result recorded at another revision would be skipped as finished: drop those
@@ -58,11 +79,10 @@ if [ ! -d "$release" ]; then
 fi
 mkdir -p "$main/../release-artifacts"
 if ! pgrep -f scripts/release.sh > /dev/null; then
-  (cd "$release" && WALDORF_ARTIFACTS="$main/../release-artifacts" PYTHONPATH="$release" \
-     WALDORF_DATA_DIR="${WALDORF_DATA_DIR:-$main/../shared/data/squad2}" \
-     nohup bash "$main/scripts/release.sh" >> "$main/../release.log" 2>&1 &)
+  run_env nohup bash "$main/scripts/release.sh" >> "$main/../release.log" 2>&1 &
   sleep 5
 fi
+echo $$ > "$loop_pid"
 while pgrep -f scripts/release.sh > /dev/null; do
   sleep 300
   commit_recorded
