@@ -17,9 +17,9 @@ def git(root: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def commit(root: Path, text: str) -> str:
-    (root / "waldorf").mkdir(exist_ok=True)
-    (root / "waldorf" / "code.py").write_text(text)
+def commit(root: Path, text: str, path: str = "waldorf/code.py") -> str:
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_text(text)
     git(root, "add", "-A")
     git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", text)
     return git(root, "rev-parse", "--short", "HEAD")
@@ -67,6 +67,35 @@ def test_one_revision_and_unchanged_code_is_a_clean_release(tmp_path):
     chapter(root / "02.ipynb", second)  # and two revisions are never one run
     rows, clean = check(root, books, root / "studies")
     assert not clean and "not one run" in format_check(rows, clean)
+
+
+def test_recorded_outputs_and_the_check_itself_are_not_code_that_decides_numbers(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    release = commit(root, "v1")
+    commit(root, "a study result", "waldorf/recorded/studies/headline/cpu/teacher-seed1.json")
+    commit(root, "a mended check", "waldorf/release.py")
+    assert not code_differs(release, root)
+    commit(root, "v2", "waldorf/models/block.py")
+    assert code_differs(release, root)
+
+
+def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    first = commit(root, "v1")
+    recorded = root / "waldorf" / "recorded"
+    (recorded / "studies").mkdir(parents=True)
+    books = [chapter(root / "07.ipynb", first)]
+    (recorded / "bench-h200-full.json").write_text(json.dumps({"environment": {"git": first}}))
+    rows, clean = check(root, books, recorded / "studies")
+    assert clean and rows[-1]["source"] == "bench h200-full"
+    (recorded / "bench-h200-full.json").write_text(
+        json.dumps({"environment": {"git": "abc1234+dirty"}}))
+    rows, clean = check(root, books, recorded / "studies")
+    assert not clean and rows[-1]["package_changed_since"] == "abc1234+dirty"
 
 
 def test_a_dirty_revision_never_counts_as_committed_code(tmp_path):

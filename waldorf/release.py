@@ -16,7 +16,10 @@ from pathlib import Path
 
 FOOTER = re.compile(r"git `([0-9a-f]{7,40})(\+dirty)?`")
 MADE_AT = re.compile(r"([\w-]+) made at git `([0-9a-f]{7,40}(?:\+dirty)?|unknown)`")
-CODE = ("waldorf", "waldorf_cli.py", "pyproject.toml")  # what decides the numbers
+# What decides the numbers: the package, less what it records (the numbers themselves) and less
+# this check, which reads them and cannot change one.
+CODE = ("waldorf", "waldorf_cli.py", "pyproject.toml", ":(exclude)waldorf/recorded",
+        ":(exclude)waldorf/release.py")
 
 
 @dataclass
@@ -61,6 +64,17 @@ def study_records(folder: Path) -> list[Record]:
     return records
 
 
+def bench_records(folder: Path) -> list[Record]:
+    """One record per benchmark recorded on other hardware (``bench-*.json``), from its
+    environment: chapter 7 shows them, so the release names their revision too.
+
+    Explained in book/development.md.
+    """
+    return [Record(f"bench {path.stem.removeprefix('bench-')}",
+                   {json.loads(path.read_text())["environment"]["git"]})
+            for path in sorted(folder.glob("bench-*.json"))]
+
+
 def code_differs(revision: str, root: Path) -> bool | None:
     """Whether the package at HEAD differs from ``revision`` (None: git cannot tell).
 
@@ -74,13 +88,15 @@ def code_differs(revision: str, root: Path) -> bool | None:
 
 
 def check(root: Path, notebooks: list[Path], studies: Path) -> tuple[list[dict], bool]:
-    """One row per chapter and study (its revisions, whether the package changed since each),
-    and whether the whole book is one clean run of HEAD's package.
+    """One row per chapter, study (in ``studies``) and recorded benchmark (next to it): its
+    revisions, whether the package changed since each; and whether the whole book is one clean
+    run of HEAD's package.
 
     Explained in book/development.md.
     """
     rows, revisions = [], set()
-    for record in [*map(notebook_record, notebooks), *study_records(studies)]:
+    for record in [*map(notebook_record, notebooks), *study_records(studies),
+                   *bench_records(studies.parent)]:
         found = record.all_revisions()
         revisions |= found
         changed = sorted(r for r in found if code_differs(r, root) is not False)
@@ -104,5 +120,5 @@ def format_check(rows: list[dict], clean: bool) -> str:
     return "\n".join([*lines, verdict])
 
 
-__all__ = ["Record", "check", "code_differs", "format_check", "notebook_record",
+__all__ = ["Record", "bench_records", "check", "code_differs", "format_check", "notebook_record",
            "study_records"]
