@@ -23,34 +23,39 @@ release="$main/../release"
 loop_pid="$main/../release-session.pid"
 revision=$(git -C "$main" rev-parse --short "$revision")
 
-# Copies, from checkout $1 to checkout $2, the notebooks and study results recorded at $revision.
+# Copies, from checkout $1 to checkout $2, the notebooks executed at $revision since $2's log
+# last heard of them (so a page edited in $2 meanwhile is not overwritten by an older execution)
+# and the study results recorded at $revision; prints what it copied, relative to $2.
 copy_recorded() {
   python3 - "$1" "$2" "$revision" <<'PY'
 import json, shutil, sys
 from pathlib import Path
 source, target, revision = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-log = source / "waldorf/recorded/book-runs.jsonl"
-entries = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+logs = [folder / "waldorf/recorded/book-runs.jsonl" for folder in (source, target)]
+source_lines, target_lines = (log.read_text().splitlines() if log.is_file() else [] for log in logs)
+entries = [json.loads(line) for line in source_lines if line not in set(target_lines)]
 chapters = {e["chapter"] for e in entries if e["git"] == revision and e["profile"] == "cpu"}
-if chapters:
-    shutil.copy2(log, target / "waldorf/recorded/book-runs.jsonl")
-for notebook in (source / "book").glob("*.ipynb"):
-    if notebook.stem in chapters:
-        shutil.copy2(notebook, target / "book" / notebook.name)
-for result in (source / "waldorf/recorded/studies").rglob("*.json"):
-    if json.loads(result.read_text())["provenance"]["git"] == revision:
-        copy = target / result.relative_to(source)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(result, copy)
+copies = [log for log in [logs[0]] if chapters]
+copies += [notebook for notebook in (source / "book").glob("*.ipynb") if notebook.stem in chapters]
+copies += [result for result in (source / "waldorf/recorded/studies").rglob("*.json")
+           if json.loads(result.read_text())["provenance"]["git"] == revision]
+for path in copies:
+    copy = target / path.relative_to(source)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, copy)
+    print(copy.relative_to(target))
 PY
 }
 
+# Commits only what it copied: page edits made here meanwhile stay uncommitted.
 commit_recorded() {
-  copy_recorded "$release" "$main"
-  git -C "$main" add -- "book/*.ipynb" waldorf/recorded
-  if ! git -C "$main" diff --cached --quiet -- book waldorf/recorded; then
+  local copied
+  mapfile -t copied < <(copy_recorded "$release" "$main")
+  [ ${#copied[@]} -gt 0 ] || return 0
+  git -C "$main" add -- "${copied[@]}"
+  if ! git -C "$main" diff --cached --quiet -- "${copied[@]}"; then
     git -C "$main" commit -q -m "Release run at $revision: what it recorded so far" \
-      -- book waldorf/recorded
+      -- "${copied[@]}"
     echo "committed the recorded outputs ($(date -u '+%H:%M UTC'))"
   fi
 }
@@ -73,12 +78,15 @@ if [ ! -d "$release" ]; then
   git -C "$main" worktree add -q --detach "$release" "$revision"
   # a study result recorded at another revision would be skipped as finished: drop those
   find "$release/waldorf/recorded/studies" -name '*.json' -delete
-  copy_recorded "$main" "$release"
-  # the pages may change during the release (prose, provenance lines), the package may not
-  cp "$main"/book/*.ipynb "$main"/book/*.md "$release/book/"
+  copy_recorded "$main" "$release" > /dev/null
+else
+  commit_recorded  # what ran there after the last copy, if the machine kept it
 fi
 mkdir -p "$main/../release-artifacts"
 if ! pgrep -f scripts/release.sh > /dev/null; then
+  # the pages may change during the release (prose, provenance lines), the package may not;
+  # while the run goes on, copy an edited page into ../release by hand before it runs again there
+  cp "$main"/book/*.ipynb "$main"/book/*.md "$release/book/"
   run_env nohup bash "$main/scripts/release.sh" >> "$main/../release.log" 2>&1 &
   sleep 5
 fi
