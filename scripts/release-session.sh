@@ -84,9 +84,10 @@ else
 fi
 mkdir -p "$main/../release-artifacts"
 if ! pgrep -f scripts/release.sh > /dev/null; then
-  # the pages may change during the release (prose, provenance lines), the package may not;
-  # while the run goes on, copy an edited page into ../release by hand before it runs again there
-  cp "$main"/book/*.ipynb "$main"/book/*.md "$release/book/"
+  # the notebooks may change during the release (prose, provenance lines), the package may not;
+  # while the run goes on, copy an edited notebook into ../release by hand before it runs again
+  # there. Only notebooks: any other changed file there marks the run's revision "+dirty"
+  cp "$main"/book/*.ipynb "$release/book/"
   run_env nohup bash "$main/scripts/release.sh" >> "$main/../release.log" 2>&1 &
   sleep 5
 fi
