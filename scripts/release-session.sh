@@ -35,7 +35,7 @@ logs = [folder / "waldorf/recorded/book-runs.jsonl" for folder in (source, targe
 source_lines, target_lines = (log.read_text().splitlines() if log.is_file() else [] for log in logs)
 entries = [json.loads(line) for line in source_lines if line not in set(target_lines)]
 chapters = {e["chapter"] for e in entries if e["git"] == revision and e["profile"] == "cpu"}
-copies = [log for log in [logs[0]] if chapters]
+copies = [logs[0]] if chapters else []
 copies += [notebook for notebook in (source / "book").glob("*.ipynb") if notebook.stem in chapters]
 copies += [result for result in (source / "waldorf/recorded/studies").rglob("*.json")
            if json.loads(result.read_text())["provenance"]["git"] == revision]

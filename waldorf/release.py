@@ -14,12 +14,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waldorf.provenance import RUN_OUTPUTS
+
 FOOTER = re.compile(r"git `([0-9a-f]{7,40})(\+dirty)?`")
 MADE_AT = re.compile(r"([\w-]+) made at git `([0-9a-f]{7,40}(?:\+dirty)?|unknown)`")
-# What decides the numbers: the package, less what it records (the numbers themselves) and less
-# this check, which reads them and cannot change one.
-CODE = ("waldorf", "waldorf_cli.py", "pyproject.toml", ":(exclude)waldorf/recorded",
-        ":(exclude)waldorf/release.py")
+# What decides the numbers: the package, less what a run records (the numbers themselves) and
+# less this check, which reads them and cannot change one.
+CODE = ("waldorf", "waldorf_cli.py", "pyproject.toml", *RUN_OUTPUTS, ":(exclude)waldorf/release.py")
 
 
 @dataclass
