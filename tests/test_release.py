@@ -98,6 +98,21 @@ def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path
     assert not clean and rows[-1]["package_changed_since"] == "abc1234+dirty"
 
 
+def test_a_run_trained_again_names_its_revision_in_the_check(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    first = commit(root, "v1")
+    recorded = root / "waldorf" / "recorded"
+    (recorded / "studies").mkdir(parents=True)
+    again = recorded / "retrained" / "headline" / "cpu"
+    again.mkdir(parents=True)
+    (again / "teacher-seed42.json").write_text(json.dumps({"provenance": {"git": "abc1234"}}))
+    rows, clean = check(root, [chapter(root / "02.ipynb", first)], recorded / "studies")
+    assert rows[-1]["source"] == "retrained headline/cpu" and rows[-1]["revisions"] == "abc1234"
+    assert not clean  # another revision than the chapter's: not one run
+
+
 def test_a_dirty_revision_never_counts_as_committed_code(tmp_path):
     assert code_differs("abc1234+dirty", tmp_path)
     assert notebook_record(chapter(tmp_path / "c.ipynb", "abc1234+dirty")).revisions == {

@@ -51,14 +51,14 @@ def notebook_record(path: Path) -> Record:
     return record
 
 
-def study_records(folder: Path) -> list[Record]:
+def study_records(folder: Path, label: str = "study") -> list[Record]:
     """One record per recorded study and profile, from its result files' provenance.
 
     Explained in book/development.md.
     """
     records = []
     for profile_dir in sorted(p for p in folder.glob("*/*") if p.is_dir()):
-        record = Record(f"study {profile_dir.parent.name}/{profile_dir.name}")
+        record = Record(f"{label} {profile_dir.parent.name}/{profile_dir.name}")
         for result in sorted(profile_dir.glob("*.json")):
             record.revisions.add(json.loads(result.read_text())["provenance"]["git"])
         records.append(record)
@@ -89,14 +89,16 @@ def code_differs(revision: str, root: Path) -> bool | None:
 
 
 def check(root: Path, notebooks: list[Path], studies: Path) -> tuple[list[dict], bool]:
-    """One row per chapter, study (in ``studies``) and recorded benchmark (next to it): its
-    revisions, whether the package changed since each; and whether the whole book is one clean
-    run of HEAD's package.
+    """One row per chapter, study (in ``studies``), run trained again where its artifact was
+    lost (in ``retrained`` next to it) and recorded benchmark (next to it too): its revisions,
+    whether the package changed since each; and whether the whole book is one clean run of
+    HEAD's package.
 
     Explained in book/development.md.
     """
     rows, revisions = [], set()
     for record in [*map(notebook_record, notebooks), *study_records(studies),
+                   *study_records(studies.parent / "retrained", "retrained"),
                    *bench_records(studies.parent)]:
         found = record.all_revisions()
         revisions |= found
