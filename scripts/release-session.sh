@@ -25,7 +25,8 @@ revision=$(git -C "$main" rev-parse --short "$revision")
 
 # Copies, from checkout $1 to checkout $2, the notebooks executed at $revision since $2's log
 # last heard of them (so a page edited in $2 meanwhile is not overwritten by an older execution)
-# and the study results recorded at $revision; prints what it copied, relative to $2.
+# and the study results (and runs trained again) recorded at $revision; prints what it copied,
+# relative to $2.
 copy_recorded() {
   python3 - "$1" "$2" "$revision" <<'PY'
 import json, shutil, sys
@@ -37,7 +38,8 @@ entries = [json.loads(line) for line in source_lines if line not in set(target_l
 chapters = {e["chapter"] for e in entries if e["git"] == revision and e["profile"] == "cpu"}
 copies = [logs[0]] if chapters else []
 copies += [notebook for notebook in (source / "book").glob("*.ipynb") if notebook.stem in chapters]
-copies += [result for result in (source / "waldorf/recorded/studies").rglob("*.json")
+copies += [result for runs in ("studies", "retrained")  # retrained: runs whose artifact was lost
+           for result in (source / "waldorf/recorded" / runs).rglob("*.json")
            if json.loads(result.read_text())["provenance"]["git"] == revision]
 for path in copies:
     copy = target / path.relative_to(source)

@@ -81,13 +81,19 @@ def test_recorded_outputs_and_the_check_itself_are_not_code_that_decides_numbers
     assert code_differs(release, root)
 
 
-def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path):
+def recorded_repo(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A repository with one commit and an empty waldorf/recorded/studies folder."""
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q")
     first = commit(root, "v1")
     recorded = root / "waldorf" / "recorded"
     (recorded / "studies").mkdir(parents=True)
+    return root, first, recorded
+
+
+def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path):
+    root, first, recorded = recorded_repo(tmp_path)
     books = [chapter(root / "07.ipynb", first)]
     (recorded / "bench-h200-full.json").write_text(json.dumps({"environment": {"git": first}}))
     rows, clean = check(root, books, recorded / "studies")
@@ -99,12 +105,7 @@ def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path
 
 
 def test_a_run_trained_again_names_its_revision_in_the_check(tmp_path):
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q")
-    first = commit(root, "v1")
-    recorded = root / "waldorf" / "recorded"
-    (recorded / "studies").mkdir(parents=True)
+    root, first, recorded = recorded_repo(tmp_path)
     again = recorded / "retrained" / "headline" / "cpu"
     again.mkdir(parents=True)
     (again / "teacher-seed42.json").write_text(json.dumps({"provenance": {"git": "abc1234"}}))
