@@ -92,16 +92,22 @@ def recorded_repo(tmp_path: Path) -> tuple[Path, str, Path]:
     return root, first, recorded
 
 
-def test_a_benchmark_recorded_elsewhere_names_its_revision_in_the_check(tmp_path):
+def test_a_benchmark_recorded_elsewhere_is_a_reference_the_verdict_names(tmp_path):
     root, first, recorded = recorded_repo(tmp_path)
     books = [chapter(root / "07.ipynb", first)]
     (recorded / "bench-h200-full.json").write_text(json.dumps({"environment": {"git": first}}))
     rows, clean = check(root, books, recorded / "studies")
-    assert clean and rows[-1]["source"] == "bench h200-full"
+    assert clean and rows[-1]["source"] == "bench h200-full" and rows[-1]["reference"]
     (recorded / "bench-h200-full.json").write_text(
         json.dumps({"environment": {"git": "abc1234+dirty"}}))
     rows, clean = check(root, books, recorded / "studies")
-    assert not clean and rows[-1]["package_changed_since"] == "abc1234+dirty"
+    assert rows[-1]["package_changed_since"] == "abc1234+dirty"
+    # made on hardware the run did not have: the run is still one run, and the verdict says
+    # what stands beside it with which revision
+    assert clean
+    assert format_check(rows, clean).endswith("own revision: bench h200-full (abc1234+dirty)")
+    chapter(root / "07.ipynb", "abc1234+dirty")  # a chapter is never a reference
+    assert not check(root, books, recorded / "studies")[1]
 
 
 def test_a_run_trained_again_names_its_revision_in_the_check(tmp_path):

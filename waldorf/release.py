@@ -30,6 +30,9 @@ class Record:
     source: str
     revisions: set[str] = field(default_factory=set)  # of its outputs (footers, results)
     artifacts: dict[str, str] = field(default_factory=dict)  # artifact -> its revision
+    # made on hardware the run did not have (a lent GPU): shown beside the run with its own
+    # revision, named by the verdict, but not part of the run
+    reference: bool = False
 
     def all_revisions(self) -> set[str]:
         return self.revisions | set(self.artifacts.values())
@@ -66,13 +69,13 @@ def study_records(folder: Path, label: str = "study") -> list[Record]:
 
 
 def bench_records(folder: Path) -> list[Record]:
-    """One record per benchmark recorded on other hardware (``bench-*.json``), from its
-    environment: chapter 7 shows them, so the release names their revision too.
+    """One reference record per benchmark recorded on other hardware (``bench-*.json``), from
+    its environment: chapter 7 shows them, so the release names their revision too.
 
     Explained in book/development.md.
     """
     return [Record(f"bench {path.stem.removeprefix('bench-')}",
-                   {json.loads(path.read_text())["environment"]["git"]})
+                   {json.loads(path.read_text())["environment"]["git"]}, reference=True)
             for path in sorted(folder.glob("bench-*.json"))]
 
 
@@ -91,8 +94,8 @@ def code_differs(revision: str, root: Path) -> bool | None:
 def check(root: Path, notebooks: list[Path], studies: Path) -> tuple[list[dict], bool]:
     """One row per chapter, study (in ``studies``), run trained again where its artifact was
     lost (in ``retrained`` next to it) and recorded benchmark (next to it too): its revisions,
-    whether the package changed since each; and whether the whole book is one clean run of
-    HEAD's package.
+    whether the package changed since each; and whether the whole book, less the references
+    (recorded benchmarks, listed with their own revision), is one clean run of HEAD's package.
 
     Explained in book/development.md.
     """
@@ -101,12 +104,15 @@ def check(root: Path, notebooks: list[Path], studies: Path) -> tuple[list[dict],
                    *study_records(studies.parent / "retrained", "retrained"),
                    *bench_records(studies.parent)]:
         found = record.all_revisions()
-        revisions |= found
+        if not record.reference:
+            revisions |= found
         changed = sorted(r for r in found if code_differs(r, root) is not False)
         rows.append(dict(source=record.source, revisions=", ".join(sorted(found)) or "none",
                          artifacts=", ".join(f"{k} {v}" for k, v in record.artifacts.items()),
-                         package_changed_since=", ".join(changed) or "no"))
-    clean = len(revisions) == 1 and all(row["package_changed_since"] == "no" for row in rows)
+                         package_changed_since=", ".join(changed) or "no",
+                         reference=record.reference))
+    clean = len(revisions) == 1 and all(row["package_changed_since"] == "no" for row in rows
+                                        if not row["reference"])
     return rows, clean
 
 
@@ -116,10 +122,15 @@ def format_check(rows: list[dict], clean: bool) -> str:
     lines = [f"{row['source']:<{width}}  {row['revisions']:<24}  "
              f"package changed since: {row['package_changed_since']}"
              + (f"  (artifacts: {row['artifacts']})" if row["artifacts"] else "")
+             + ("  [reference]" if row["reference"] else "")
              for row in rows]
     verdict = ("one run: every chapter and study was made at one revision, and the package has "
                "not changed since" if clean else
                "not one run: the revisions differ, or the package changed since (see above)")
+    references = [f"{row['source']} ({row['revisions']})" for row in rows if row["reference"]]
+    if references:
+        verdict += ("; shown beside it, recorded on hardware the run did not have and labelled "
+                    "with their own revision: " + ", ".join(references))
     return "\n".join([*lines, verdict])
 
 
