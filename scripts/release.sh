@@ -27,6 +27,9 @@ step waldorf book --record --resume --chapters 01 02 03 04 05 06 07 08
 step waldorf study headline --seeds 42
 step waldorf study front --seeds 42
 step waldorf study headline
+# the gold-only controls, long one first: a session that ends mid-run then loses a short one
+step waldorf study front --models gold-waldorf --seeds 42 1
+step waldorf study front --models gold-cut4
 step waldorf study front
 step waldorf book --record --chapters 02 04 07 09
 step waldorf book --check
