@@ -4,8 +4,8 @@
 #      footer times the real work (chapter 9 waits: it shows the front study);
 #   2. the recorded studies the chapters cite (hours): first every seed-42 run, which reuses the
 #      chapters' models while their artifacts are still there, then the other seeds;
-#   3. the pages that show those studies, again (they now find every model: minutes), and
-#      chapter 7, whose source changed during the run (it times models: on the idle machine);
+#   3. the pages that show those studies, again, and chapter 7, whose source changed during the
+#      run (it times models: on the idle machine);
 #   4. `waldorf book --check`: one revision everywhere, the package unchanged since.
 # Resumable: run it again after an interruption. Chapters already executed at this revision
 # are skipped (waldorf/recorded/book-runs.jsonl), finished study runs are never redone, and
@@ -31,5 +31,22 @@ step waldorf study headline
 step waldorf study front --models gold-waldorf --seeds 42 1
 step waldorf study front --models gold-cut4
 step waldorf study front
-step waldorf book --record --chapters 02 04 07 09
+# the pages that show the studies, again, each unless it ran after the last study result (so a
+# rerun goes on where it stopped): chapters 7 and 9 first (minutes, nothing trained), then 2 and 4
+# (on a machine that lost the artifact store they train the teacher and chapter 4's student again)
+not_run_since_studies() {
+  python3 - "$@" <<'PY'
+import json, sys
+from pathlib import Path
+recorded = Path("waldorf/recorded")
+last = max(json.loads(p.read_text())["provenance"]["utc"] for p in recorded.glob("studies/*/*/*.json"))
+runs = [json.loads(line) for line in (recorded / "book-runs.jsonl").read_text().splitlines()]
+done = {run["chapter"][:2] for run in runs if run["utc"] >= last}
+print(" ".join(chapter for chapter in sys.argv[1:] if chapter not in done))
+PY
+}
+for chapters in "07 09" "02 04"; do
+  todo=$(not_run_since_studies $chapters)
+  if [ -n "$todo" ]; then step waldorf book --record --chapters $todo; fi
+done
 step waldorf book --check
