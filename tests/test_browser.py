@@ -306,11 +306,13 @@ return [drawn, hopeless];
 """
 
 
-def drawn_figures(driver) -> list[bool]:
-    """Whether each plotly figure of the page drew, waiting up to FIGURE_TIMEOUT_S for it."""
+def drawn_figures(driver, expected: int) -> list[bool]:
+    """Whether each plotly figure of the page drew, waiting up to FIGURE_TIMEOUT_S for the
+    ``expected`` figures to be on the page (a cold browser can report none yet) and to draw."""
     deadline = time.monotonic() + FIGURE_TIMEOUT_S
     drawn, hopeless = driver.execute_script(FIGURES_JS)
-    while not all(drawn) and not hopeless and time.monotonic() < deadline:
+    while ((len(drawn) < expected or not all(drawn)) and not hopeless
+           and time.monotonic() < deadline):
         time.sleep(0.2)
         drawn, hopeless = driver.execute_script(FIGURES_JS)
     return drawn
@@ -361,7 +363,8 @@ def _screenshots(driver, page: str, figures: list[bool]) -> Path:
 def test_page_in_chromium(html, browser, page):
     browser.get_log("browser")  # drop what the previous page left
     browser.get((html / f"{page}.html").resolve().as_uri())
-    figures = drawn_figures(browser)
+    expected = expected_figures(page)
+    figures = drawn_figures(browser, expected)
     untypeset = untypeset_math(browser)
     problems = [f"{e['source']}: {e['message']}" for e in browser.get_log("browser")
                 if _is_problem(e)]
@@ -369,7 +372,6 @@ def test_page_in_chromium(html, browser, page):
                  for url in browser.execute_script(REQUESTS_JS)]
     if untypeset:
         problems.append(f"{untypeset} equation(s) not typeset by MathJax")
-    expected = expected_figures(page)
     if len(figures) < expected:
         problems.append(f"{len(figures)} plotly figures on the page, {expected} in the notebook")
     problems += [f"plotly figure {i + 1} of {len(figures)} not drawn (no <svg>)"
@@ -390,6 +392,6 @@ def test_a_blank_figure_page_fails(tmp_path, browser):
                     '<script>Plotly.newPlot("x", [])</script>')
     browser.get_log("browser")
     browser.get(page.as_uri())
-    assert drawn_figures(browser) == [False]
+    assert drawn_figures(browser, expected=1) == [False]
     messages = [e["message"] for e in browser.get_log("browser") if _is_problem(e)]
     assert any(re.search(r"Plotly is not defined", m) for m in messages), messages
