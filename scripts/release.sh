@@ -27,9 +27,6 @@ step waldorf book --record --resume --chapters 01 02 03 04 05 06 07 08
 step waldorf study headline --seeds 42
 step waldorf study front --seeds 42
 step waldorf study headline
-# the gold-only controls, long one first: a session that ends mid-run then loses a short one
-step waldorf study front --models gold-waldorf --seeds 42 1
-step waldorf study front --models gold-cut4
 step waldorf study front
 # the pages that show the studies, again: each group whole unless all its pages ran after the last
 # study result (so a rerun goes on where it stopped). Chapters 7 and 9 first (minutes, nothing
